@@ -1,0 +1,126 @@
+//! The media API under `/api`: Bearer authentication, the API version header and the routes.
+
+mod media;
+mod upload;
+
+use hyper::body::Incoming;
+use hyper::header::AUTHORIZATION;
+use hyper::{Method, Request, Response};
+use serde::Serialize;
+
+use crate::http::{ApiError, AppState, Body};
+use crate::store::MediaRecord;
+
+/// The only API version; clients may send it in `x-api-version` or leave the header out.
+pub const API_VERSION: &str = "v1";
+
+/// Authenticates the request, checks the API version and dispatches to the route.
+pub async fn handle(
+    state: &AppState,
+    request: Request<Incoming>,
+) -> Result<Response<Body>, ApiError> {
+    authenticate(state, &request).await?;
+    if let Some(version) = request.headers().get("x-api-version") {
+        let version = String::from_utf8_lossy(version.as_bytes());
+        if version != API_VERSION {
+            return Err(ApiError::bad_request(
+                "unsupported_api_version",
+                format!("x-api-version {version:?} is not supported; send {API_VERSION:?} or leave the header out"),
+            ));
+        }
+    }
+
+    let path = request.uri().path().to_owned();
+    let segments: Vec<&str> = path
+        .trim_start_matches("/api")
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .collect();
+    let method = request.method().clone();
+    match segments.as_slice() {
+        ["media"] => match method {
+            Method::GET => media::list(state, &request).await,
+            Method::POST => upload::single(state, request).await,
+            other => Err(ApiError::method_not_allowed(&other, "GET, POST")),
+        },
+        ["media", "batch"] => match method {
+            Method::POST => upload::batch(state, request).await,
+            other => Err(ApiError::method_not_allowed(&other, "POST")),
+        },
+        ["media", id] => match method {
+            Method::GET => media::details(state, id).await,
+            Method::DELETE => media::delete(state, id).await,
+            other => Err(ApiError::method_not_allowed(&other, "GET, DELETE")),
+        },
+        _ => Err(ApiError::not_found(
+            "route_not_found",
+            format!("no API route {path}; see the README for the routes"),
+        )),
+    }
+}
+
+async fn authenticate(state: &AppState, request: &Request<Incoming>) -> Result<String, ApiError> {
+    let Some(header) = request.headers().get(AUTHORIZATION) else {
+        return Err(ApiError::unauthorized(
+            "missing Authorization header; send `Authorization: Bearer KEY` with a key from `kura key create`",
+        ));
+    };
+    let header = header.to_str().unwrap_or("");
+    let Some(key) = header
+        .strip_prefix("Bearer ")
+        .map(str::trim)
+        .filter(|k| !k.is_empty())
+    else {
+        return Err(ApiError::unauthorized(
+            "the Authorization header must be `Bearer KEY`",
+        ));
+    };
+    match state.store.authenticate(key).await? {
+        Some(name) => Ok(name),
+        None => Err(ApiError::unauthorized(
+            "invalid API key; create one with `kura key create --name NAME`",
+        )),
+    }
+}
+
+/// A media record as the API shows it.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MediaItem<'a> {
+    pub id: &'a str,
+    pub url: String,
+    pub file_name: &'a str,
+    pub mime_type: &'static str,
+    pub size: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub width: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub height: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub frames: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub duration: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub alt: Option<&'a str>,
+    pub hash: &'a str,
+    pub uploaded_at: &'a str,
+}
+
+impl<'a> MediaItem<'a> {
+    pub fn new(record: &'a MediaRecord, public_url: &str) -> Self {
+        MediaItem {
+            id: &record.id,
+            url: crate::delivery::public_url(public_url, &record.file_name),
+            file_name: &record.file_name,
+            mime_type: record.media_type.mime(),
+            size: record.size,
+            width: record.width,
+            height: record.height,
+            frames: record.frames,
+            duration: record.duration_secs,
+            alt: record.alt.as_deref(),
+            hash: &record.hash,
+            uploaded_at: &record.uploaded_at,
+        }
+    }
+}

@@ -1,0 +1,245 @@
+//! Command-line parsing and one function per command. Business logic lives in the library modules.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use tracing_subscriber::EnvFilter;
+
+use crate::config::{Config, Overrides};
+use crate::http::AppState;
+use crate::store::{self, Index, ProbeLimits, Store};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "kura",
+    version,
+    about = "Self-hosted media server: content-addressed storage with ImageKit-style delivery URLs"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the HTTP server.
+    Serve(ServeArgs),
+    /// Create, list and revoke API keys.
+    #[command(subcommand)]
+    Key(KeyCommand),
+}
+
+/// Options every command that opens the data directory takes.
+#[derive(Debug, Args, Clone, Default)]
+pub struct ConfigArgs {
+    /// Configuration file [default: ./config.toml when it exists, else built-in defaults]
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Data directory, overriding storage.data_dir [default: ./data]
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub common: ConfigArgs,
+    /// Address and port to listen on, overriding server.listen [default: 127.0.0.1:8080]
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<String>,
+    /// Base of public file URLs, overriding server.public_url [default: http://127.0.0.1:8080]
+    #[arg(long, value_name = "URL")]
+    pub public_url: Option<String>,
+    /// Print the effective configuration as TOML and exit.
+    #[arg(long)]
+    pub print_config: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeyCommand {
+    /// Create an API key and print it (only the key) on stdout.
+    Create {
+        /// Name that identifies the key in `kura key list` and `kura key revoke`.
+        #[arg(long)]
+        name: String,
+        #[command(flatten)]
+        common: ConfigArgs,
+    },
+    /// List key names, their prefixes and creation times.
+    List {
+        #[command(flatten)]
+        common: ConfigArgs,
+    },
+    /// Revoke the key with this name.
+    Revoke {
+        name: String,
+        #[command(flatten)]
+        common: ConfigArgs,
+    },
+}
+
+/// Logs go to stderr, filtered by `RUST_LOG` (default `info`), so stdout stays free for output
+/// that scripts read, such as a new API key.
+pub fn init_tracing() {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        // Colour codes only help a person at a terminal; journald and log files get plain text.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+}
+
+pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Serve(args) => serve(args),
+        Command::Key(command) => key(command),
+    }
+}
+
+fn load_config(
+    common: &ConfigArgs,
+    listen: Option<String>,
+    public_url: Option<String>,
+) -> anyhow::Result<Config> {
+    let overrides = Overrides {
+        listen,
+        data_dir: common.data_dir.clone(),
+        public_url,
+    };
+    Config::load(common.config.as_deref(), &overrides)
+}
+
+fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    let config = load_config(&args.common, args.listen, args.public_url)?;
+    if args.print_config {
+        print!("{}", toml::to_string_pretty(&config)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("failed to start the async runtime")?;
+    runtime.block_on(serve_async(config))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn serve_async(config: Config) -> anyhow::Result<()> {
+    let addr = config.listen_addr()?;
+    let store = open_store(&config)?;
+    ensure_first_key(store.index())?;
+
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("failed to listen on {addr} (server.listen)"))?;
+    let storage = &config.storage;
+    tracing::info!(
+        listen = %listener.local_addr()?,
+        data_dir = %storage.data_dir.display(),
+        public_url = %config.server.public_url,
+        max_upload_bytes = storage.max_upload_bytes,
+        max_batch_files = storage.max_batch_files,
+        max_source_pixels = storage.max_source_pixels,
+        max_frames = storage.max_frames,
+        max_connections = config.server.max_connections,
+        ipfs_enabled = config.ipfs.enabled,
+        "kura is serving"
+    );
+    let state = AppState {
+        config: Arc::new(config),
+        store: Arc::new(store),
+    };
+    crate::http::server::run(listener, state, shutdown_signal()).await?;
+    tracing::info!("server stopped; database closed");
+    Ok(())
+}
+
+/// Opens the store for the configured data directory.
+pub fn open_store(config: &Config) -> anyhow::Result<Store> {
+    let limits = ProbeLimits {
+        max_source_pixels: config.storage.max_source_pixels,
+        max_frames: config.storage.max_frames,
+    };
+    Ok(Store::open(&config.storage.data_dir, limits)?)
+}
+
+/// Creates a key named `default` when the data directory has none, and prints it once.
+fn ensure_first_key(index: &Index) -> anyhow::Result<()> {
+    if index.api_key_count()? > 0 {
+        return Ok(());
+    }
+    let key = store::create_api_key(index, "default")?;
+    // Printed on purpose: this is the only moment the operator can learn the first key.
+    tracing::warn!(
+        "created the first API key, named \"default\": {key}  (it is shown only now; store it safely, and create more with `kura key create --name NAME`)"
+    );
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(err) = tokio::signal::ctrl_c().await {
+            tracing::error!(error = %err, "failed to listen for SIGINT");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(err) => {
+                tracing::error!(error = %err, "failed to listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => tracing::info!("received SIGINT"),
+        () = terminate => tracing::info!("received SIGTERM"),
+    }
+}
+
+fn open_index(common: &ConfigArgs) -> anyhow::Result<Index> {
+    let config = load_config(common, None, None)?;
+    let data_dir = &config.storage.data_dir;
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("failed to create data directory {}", data_dir.display()))?;
+    Ok(Index::open(&data_dir.join(store::DB_FILE))?)
+}
+
+fn key(command: KeyCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        KeyCommand::Create { name, common } => {
+            let name = name.trim();
+            if name.is_empty() {
+                anyhow::bail!("--name must not be empty");
+            }
+            let index = open_index(&common)?;
+            let key = store::create_api_key(&index, name)?;
+            println!("{key}");
+        }
+        KeyCommand::List { common } => {
+            let index = open_index(&common)?;
+            let keys = index.list_api_keys()?;
+            if keys.is_empty() {
+                eprintln!("no API keys; create one with `kura key create --name NAME`");
+            }
+            for key in keys {
+                println!("{}\t{}…\t{}", key.name, key.prefix, key.created_at);
+            }
+        }
+        KeyCommand::Revoke { name, common } => {
+            let index = open_index(&common)?;
+            index.revoke_api_key(&name)?;
+            eprintln!("revoked API key {name:?}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

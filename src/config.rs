@@ -1,0 +1,241 @@
+//! The one `Config` type: built-in defaults, `config.toml`, command-line overrides and validation.
+//!
+//! Precedence is fixed and tested: built-in defaults < the config file < command-line flags.
+//! Without `--config`, `./config.toml` is read when it exists; otherwise the defaults apply.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+use serde::{Deserialize, Serialize};
+
+/// The file read when no `--config` flag is given and the file exists.
+pub const DEFAULT_CONFIG_FILE: &str = "config.toml";
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub storage: StorageConfig,
+    pub ipfs: IpfsConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Socket address the HTTP server binds.
+    pub listen: String,
+    /// Base of every public URL kura hands out, without a trailing slash.
+    pub public_url: String,
+    /// Connections served at once; further clients wait in the kernel's accept queue.
+    pub max_connections: usize,
+    /// Seconds a client may take to send request headers; also closes idle keep-alive connections.
+    pub header_read_timeout_secs: u64,
+    /// Seconds in-flight requests get to finish after SIGINT or SIGTERM.
+    pub shutdown_timeout_secs: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageConfig {
+    /// Directory holding `kura.redb`, `blobs/` and `tmp/`.
+    pub data_dir: PathBuf,
+    /// Largest accepted file, in bytes.
+    pub max_upload_bytes: u64,
+    /// Most files accepted by one batch upload.
+    pub max_batch_files: usize,
+    /// Largest accepted image or video frame, in pixels (width × height).
+    pub max_source_pixels: u64,
+    /// Most frames accepted in an animated image.
+    pub max_frames: u32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct IpfsConfig {
+    /// Whether blobs are replicated to an IPFS node.
+    pub enabled: bool,
+    /// Base URL of the node's RPC API.
+    pub api_url: String,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: "127.0.0.1:8080".to_owned(),
+            public_url: "http://127.0.0.1:8080".to_owned(),
+            max_connections: 1024,
+            header_read_timeout_secs: 30,
+            shutdown_timeout_secs: 30,
+        }
+    }
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        StorageConfig {
+            data_dir: PathBuf::from("./data"),
+            max_upload_bytes: 1 << 30,
+            max_batch_files: 50,
+            max_source_pixels: 100_000_000,
+            max_frames: 1000,
+        }
+    }
+}
+
+impl Default for IpfsConfig {
+    fn default() -> Self {
+        IpfsConfig {
+            enabled: false,
+            api_url: "http://127.0.0.1:5001".to_owned(),
+        }
+    }
+}
+
+/// Values given on the command line; each one that is set replaces the file's value.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub listen: Option<String>,
+    pub data_dir: Option<PathBuf>,
+    pub public_url: Option<String>,
+}
+
+impl Config {
+    /// Loads the configuration: defaults, then the file (explicit, or `./config.toml` when present),
+    /// then the command-line overrides, then validates the result.
+    pub fn load(file: Option<&Path>, overrides: &Overrides) -> anyhow::Result<Config> {
+        let mut config = match file {
+            Some(path) => Config::from_file(path)?,
+            None if Path::new(DEFAULT_CONFIG_FILE).is_file() => {
+                Config::from_file(Path::new(DEFAULT_CONFIG_FILE))?
+            }
+            None => Config::default(),
+        };
+        config.apply(overrides);
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Parses a TOML file; an unknown key is an error that names the key and its line.
+    pub fn from_file(path: &Path) -> anyhow::Result<Config> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("failed to read config file {}", path.display()))?;
+        Config::from_toml(&text).with_context(|| format!("invalid config file {}", path.display()))
+    }
+
+    pub fn from_toml(text: &str) -> anyhow::Result<Config> {
+        Ok(toml::from_str(text)?)
+    }
+
+    pub fn apply(&mut self, overrides: &Overrides) {
+        if let Some(listen) = &overrides.listen {
+            self.server.listen = listen.clone();
+        }
+        if let Some(dir) = &overrides.data_dir {
+            self.storage.data_dir = dir.clone();
+        }
+        if let Some(url) = &overrides.public_url {
+            self.server.public_url = url.clone();
+        }
+    }
+
+    /// Checks values that parse but cannot work, naming the key.
+    pub fn validate(&mut self) -> anyhow::Result<()> {
+        self.listen_addr()?;
+        let url = self.server.public_url.trim_end_matches('/').to_owned();
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            bail!("server.public_url must start with http:// or https://, got {url:?}");
+        }
+        self.server.public_url = url;
+        if self.server.max_connections == 0 {
+            bail!("server.max_connections must be at least 1");
+        }
+        if self.storage.max_upload_bytes == 0 {
+            bail!("storage.max_upload_bytes must be at least 1");
+        }
+        if self.storage.max_batch_files == 0 {
+            bail!("storage.max_batch_files must be at least 1");
+        }
+        if self.storage.max_source_pixels == 0 {
+            bail!("storage.max_source_pixels must be at least 1");
+        }
+        if self.storage.max_frames == 0 {
+            bail!("storage.max_frames must be at least 1");
+        }
+        if self.storage.data_dir.as_os_str().is_empty() {
+            bail!("storage.data_dir must not be empty");
+        }
+        Ok(())
+    }
+
+    pub fn listen_addr(&self) -> anyhow::Result<SocketAddr> {
+        self.server.listen.parse().with_context(|| {
+            format!(
+                "server.listen must be an IP address and port such as 127.0.0.1:8080, got {:?}",
+                self.server.listen
+            )
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_match_documented_values() {
+        let config = Config::default();
+        assert_eq!(config.server.listen, "127.0.0.1:8080");
+        assert_eq!(config.server.public_url, "http://127.0.0.1:8080");
+        assert_eq!(config.storage.data_dir, PathBuf::from("./data"));
+        assert_eq!(config.storage.max_upload_bytes, 1 << 30);
+        assert_eq!(config.storage.max_batch_files, 50);
+        assert_eq!(config.storage.max_source_pixels, 100_000_000);
+        assert_eq!(config.storage.max_frames, 1000);
+        assert!(!config.ipfs.enabled);
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let err = Config::from_toml("[storage]\nmax_uplod_bytes = 5\n").unwrap_err();
+        let message = format!("{err:#}");
+        assert!(message.contains("max_uplod_bytes"), "{message}");
+    }
+
+    #[test]
+    fn unknown_section_is_named() {
+        let err = Config::from_toml("[stroage]\n").unwrap_err();
+        assert!(format!("{err:#}").contains("stroage"));
+    }
+
+    #[test]
+    fn precedence_defaults_file_flags() {
+        let mut config = Config::from_toml(
+            "[server]\nlisten = \"127.0.0.1:9000\"\npublic_url = \"http://file.example\"\n\
+             [storage]\ndata_dir = \"/from/file\"\nmax_batch_files = 7\n",
+        )
+        .unwrap();
+        // The file replaces defaults it names and keeps the rest.
+        assert_eq!(config.server.listen, "127.0.0.1:9000");
+        assert_eq!(config.storage.max_batch_files, 7);
+        assert_eq!(config.storage.max_upload_bytes, 1 << 30);
+
+        config.apply(&Overrides {
+            listen: Some("127.0.0.1:9001".into()),
+            data_dir: None,
+            public_url: Some("https://flag.example/".into()),
+        });
+        config.validate().unwrap();
+        assert_eq!(config.server.listen, "127.0.0.1:9001");
+        assert_eq!(config.storage.data_dir, PathBuf::from("/from/file"));
+        assert_eq!(config.server.public_url, "https://flag.example");
+    }
+
+    #[test]
+    fn invalid_listen_is_rejected() {
+        let mut config = Config::default();
+        config.server.listen = "localhost".into();
+        let message = format!("{:#}", config.validate().unwrap_err());
+        assert!(message.contains("server.listen"), "{message}");
+    }
+}

@@ -1,0 +1,134 @@
+//! The listener loop: connection cap, HTTP/1.1 and HTTP/2 on one port, timeouts, graceful shutdown.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hyper::body::Incoming;
+use hyper::header::HeaderValue;
+use hyper::service::service_fn;
+use hyper::{Request, Response};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+
+use super::body::Body;
+use super::router;
+use crate::config::Config;
+use crate::store::Store;
+
+/// The handles every request needs, cloned cheaply into each connection.
+#[derive(Clone)]
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub store: Arc<Store>,
+}
+
+/// Serves HTTP on `listener` until `shutdown` resolves, then stops accepting, lets in-flight
+/// requests finish within `server.shutdown_timeout_secs` and returns.
+pub async fn run(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let config = state.config.clone();
+    let connections = Arc::new(Semaphore::new(config.server.max_connections));
+    let graceful = GracefulShutdown::new();
+
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        // hyper starts this timer whenever it waits for a request head, so it also closes
+        // keep-alive connections that stay idle.
+        .header_read_timeout(Duration::from_secs(config.server.header_read_timeout_secs));
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(Duration::from_secs(config.server.header_read_timeout_secs));
+
+    tokio::pin!(shutdown);
+    loop {
+        let permit = tokio::select! {
+            permit = connections.clone().acquire_owned() => permit.expect("the semaphore is never closed"),
+            () = &mut shutdown => break,
+        };
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(err) => {
+                    // Running out of file descriptors is the usual cause; back off instead of spinning.
+                    tracing::error!(error = %err, "failed to accept a connection");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let state = state.clone();
+        let service = service_fn(move |request| {
+            let state = state.clone();
+            async move { Ok::<_, std::convert::Infallible>(handle(state, request).await) }
+        });
+        let connection = builder
+            .serve_connection(TokioIo::new(stream), service)
+            .into_owned();
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            if let Err(err) = connection.await {
+                tracing::debug!(%peer, error = %err, "connection ended with an error");
+            }
+            drop(permit);
+        });
+    }
+
+    drop(listener);
+    let timeout = Duration::from_secs(config.server.shutdown_timeout_secs);
+    tracing::info!(
+        timeout_secs = timeout.as_secs(),
+        "shutting down: finishing in-flight requests"
+    );
+    tokio::select! {
+        () = graceful.shutdown() => tracing::info!("all connections closed"),
+        () = tokio::time::sleep(timeout) => {
+            tracing::warn!(timeout_secs = timeout.as_secs(), "shutdown timeout reached; dropping open connections");
+        }
+    }
+    Ok(())
+}
+
+/// Runs one request through the router and adds what every response carries.
+async fn handle(state: AppState, request: Request<Incoming>) -> Response<Body> {
+    let started = Instant::now();
+    let request_id = uuid::Uuid::new_v4().simple().to_string();
+    let method = request.method().clone();
+    let path = request.uri().path().to_owned();
+
+    let mut response = match router::route(&state, request).await {
+        Ok(response) => response,
+        Err(err) => {
+            if err.status().is_server_error() {
+                tracing::error!(%method, %path, status = err.status().as_u16(), code = err.code(),
+                    message = err.message(), request_id, "request failed");
+            } else {
+                tracing::debug!(%method, %path, status = err.status().as_u16(), code = err.code(),
+                    message = err.message(), request_id, "request rejected");
+            }
+            err.into_response()
+        }
+    };
+    if let Ok(value) = HeaderValue::from_str(&request_id) {
+        response.headers_mut().insert("x-request-id", value);
+    }
+    let bytes = response
+        .headers()
+        .get(hyper::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    tracing::info!(%method, %path, status = response.status().as_u16(), bytes,
+        duration_ms = started.elapsed().as_secs_f64() * 1000.0, request_id, "request");
+    response
+}

@@ -1,0 +1,12 @@
+//! kura: a self-hosted media server that stores blobs by content hash, indexes them in redb and
+//! serves them over HTTP. The binary in `main.rs` only parses arguments and dispatches to `cli`.
+#![forbid(unsafe_code)]
+
+pub mod api;
+pub mod cli;
+pub mod config;
+pub mod delivery;
+pub mod http;
+pub mod store;
+
+pub use http::server::{run, AppState};

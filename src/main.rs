@@ -1,0 +1,19 @@
+//! Entry point: parse the command line, set up logging and hand over to `kura::cli`.
+#![forbid(unsafe_code)]
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let cli = kura::cli::Cli::parse();
+    kura::cli::init_tracing();
+    match kura::cli::dispatch(cli) {
+        Ok(code) => code,
+        Err(err) => {
+            // The chain gives the cause and its context, e.g. which config key or path failed.
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
