@@ -7,6 +7,7 @@ pub mod cli;
 pub mod config;
 pub mod delivery;
 pub mod http;
+pub mod ipfs;
 pub mod store;
 
 pub use http::server::{run, AppState};

@@ -1,0 +1,3 @@
+//! IPFS: the Kubo-equal CID computed while an upload streams.
+
+pub mod cid_builder;
