@@ -103,7 +103,25 @@ pub struct MediaItem<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub alt: Option<&'a str>,
     pub hash: &'a str,
+    /// CIDv1 in base32; `null` only for a blob stored before kura computed CIDs, until the
+    /// start-up pass has computed it.
+    pub cid: Option<&'a str>,
     pub uploaded_at: &'a str,
+    /// Replication state; absent while replication is off.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ipfs: Option<IpfsItem<'a>>,
+}
+
+/// Replication state of a record's blob as the API shows it.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct IpfsItem<'a> {
+    pub status: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pinned_at: Option<&'a str>,
+    /// Last failure, kept while the job is retried or after it failed for good.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<&'a str>,
 }
 
 impl<'a> MediaItem<'a> {
@@ -120,7 +138,13 @@ impl<'a> MediaItem<'a> {
             duration: record.duration_secs,
             alt: record.alt.as_deref(),
             hash: &record.hash,
+            cid: Some(record.cid.as_str()).filter(|cid| !cid.is_empty()),
             uploaded_at: &record.uploaded_at,
+            ipfs: record.ipfs.as_ref().map(|status| IpfsItem {
+                status: status.state.as_str(),
+                pinned_at: status.pinned_at.as_deref(),
+                error: status.error.as_deref(),
+            }),
         }
     }
 }

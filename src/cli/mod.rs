@@ -163,7 +163,9 @@ pub fn open_store(config: &Config) -> anyhow::Result<Store> {
         max_source_pixels: config.storage.max_source_pixels,
         max_frames: config.storage.max_frames,
     };
-    Ok(Store::open(&config.storage.data_dir, limits)?)
+    let mut store = Store::open(&config.storage.data_dir, limits)?;
+    store.configure_ipfs(&config.ipfs);
+    Ok(store)
 }
 
 /// Creates a key named `default` when the data directory has none, and prints it once.

@@ -5,6 +5,7 @@
 //! treat a commit error as "state unknown" and report it instead of retrying blindly.
 
 use std::path::Path;
+use std::sync::OnceLock;
 
 use redb::{
     Database, DatabaseError, ReadableDatabase, ReadableTable, ReadableTableMetadata,
@@ -12,6 +13,7 @@ use redb::{
 };
 use serde::{Deserialize, Serialize};
 
+use super::ipfs_jobs::{self, IpfsStatus, QueuePolicy};
 use super::names;
 use super::probe::MediaType;
 use super::StoreError;
@@ -28,13 +30,13 @@ const LISTING: TableDefinition<u64, &str> = TableDefinition::new("media_listing_
 /// Node of the count tree over sequence numbers → live records below that node.
 const LISTING_COUNTS: TableDefinition<u64, u64> = TableDefinition::new("media_listing_counts_v1");
 /// Blob hash → `BlobRecord` as JSON.
-const BLOBS: TableDefinition<&str, &[u8]> = TableDefinition::new("blobs_v1");
+pub(super) const BLOBS: TableDefinition<&str, &[u8]> = TableDefinition::new("blobs_v1");
 /// API key name → `ApiKeyRecord` as JSON.
 const API_KEYS: TableDefinition<&str, &[u8]> = TableDefinition::new("api_keys_v1");
 /// BLAKE3 hash of an API key → key name.
 const API_KEY_HASHES: TableDefinition<&[u8], &str> = TableDefinition::new("api_key_hashes_v1");
 /// Unversioned by design: it records the versions of everything else.
-const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+pub(super) const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 
 const META_SCHEMA_VERSION: &str = "schema_version";
 const META_NEXT_SEQ: &str = "next_seq";
@@ -60,6 +62,12 @@ pub struct MediaRecord {
     pub uploaded_at: String,
     /// Position in the upload-time listing.
     pub seq: u64,
+    /// CIDv1 (base32) of the bytes; empty in records written before kura computed CIDs.
+    #[serde(default)]
+    pub cid: String,
+    /// Replication state of the blob, filled in when records are read while replication is on.
+    #[serde(skip)]
+    pub ipfs: Option<IpfsStatus>,
 }
 
 /// Per-blob index entry: reference count, size and type.
@@ -68,6 +76,9 @@ pub struct BlobRecord {
     pub refcount: u64,
     pub size: u64,
     pub media_type: MediaType,
+    /// CIDv1 (base32) of the bytes; empty in records written before kura computed CIDs.
+    #[serde(default)]
+    pub cid: String,
 }
 
 /// Metadata of one API key; the key itself is never stored.
@@ -94,6 +105,8 @@ pub struct NewMedia {
     pub duration_secs: Option<f64>,
     pub alt: Option<String>,
     pub hash: String,
+    /// CIDv1 (base32) computed while the upload streamed.
+    pub cid: String,
     pub uploaded_at: String,
 }
 
@@ -106,18 +119,22 @@ pub struct Deleted {
 }
 
 pub struct Index {
-    db: Database,
+    pub(super) db: Database,
+    /// Queueing rules for IPFS jobs. Replication stays off until the store sets them.
+    pub(super) ipfs_policy: OnceLock<QueuePolicy>,
+    /// Woken after a commit that queued an IPFS job, so the worker need not poll.
+    pub(super) ipfs_jobs_queued: tokio::sync::Notify,
 }
 
-fn db_err(err: impl std::fmt::Display) -> StoreError {
+pub(super) fn db_err(err: impl std::fmt::Display) -> StoreError {
     StoreError::Database(err.to_string())
 }
 
-fn to_json<T: Serialize>(value: &T) -> Vec<u8> {
+pub(super) fn to_json<T: Serialize>(value: &T) -> Vec<u8> {
     serde_json::to_vec(value).expect("index records serialise to JSON")
 }
 
-fn from_json<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> Result<T, StoreError> {
+pub(super) fn from_json<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> Result<T, StoreError> {
     serde_json::from_slice(bytes).map_err(|err| db_err(format!("corrupt index record: {err}")))
 }
 
@@ -158,9 +175,14 @@ impl Index {
             txn.open_table(BLOBS).map_err(db_err)?;
             txn.open_table(API_KEYS).map_err(db_err)?;
             txn.open_table(API_KEY_HASHES).map_err(db_err)?;
+            ipfs_jobs::create_tables(&txn)?;
         }
         txn.commit().map_err(db_err)?;
-        Ok(Index { db })
+        Ok(Index {
+            db,
+            ipfs_policy: OnceLock::new(),
+            ipfs_jobs_queued: tokio::sync::Notify::new(),
+        })
     }
 
     pub fn schema_version(&self) -> Result<u64, StoreError> {
@@ -170,14 +192,16 @@ impl Index {
         Ok(version.map(|v| v.value()).unwrap_or(0))
     }
 
-    /// Inserts a media record, giving it a unique name and the next listing position, and counts
-    /// one more reference to its blob, all in one transaction.
+    /// Inserts a media record, giving it a unique name and the next listing position, counts one
+    /// more reference to its blob and, for a new blob, indexes its CID and queues its IPFS pin,
+    /// all in one transaction.
     pub fn insert_media(&self, new: NewMedia) -> Result<MediaRecord, StoreError> {
+        let policy = self.ipfs_policy();
         let txn = self.db.begin_write().map_err(db_err)?;
-        let record = {
+        let (record, job_queued) = {
             let file_name = allocate_name(&txn, &new.wanted_name)?;
             let seq = next_seq(&txn)?;
-            let record = MediaRecord {
+            let mut record = MediaRecord {
                 id: new.id,
                 file_name,
                 media_type: new.media_type,
@@ -190,7 +214,44 @@ impl Index {
                 hash: new.hash,
                 uploaded_at: new.uploaded_at,
                 seq,
+                cid: new.cid,
+                ipfs: None,
             };
+
+            let mut blobs = txn.open_table(BLOBS).map_err(db_err)?;
+            let existing: Option<BlobRecord> =
+                match blobs.get(record.hash.as_str()).map_err(db_err)? {
+                    Some(guard) => Some(from_json(guard.value())?),
+                    None => None,
+                };
+            let new_blob = existing.is_none();
+            let blob = match existing {
+                Some(mut blob) => {
+                    blob.refcount += 1;
+                    // The stored blob's CID is the one pinned, even if the DAG layout settings
+                    // changed since. A blob recorded before CIDs existed takes the new one.
+                    if blob.cid.is_empty() {
+                        blob.cid = record.cid.clone();
+                    } else {
+                        record.cid = blob.cid.clone();
+                    }
+                    blob
+                }
+                None => BlobRecord {
+                    refcount: 1,
+                    size: record.size,
+                    media_type: record.media_type,
+                    cid: record.cid.clone(),
+                },
+            };
+            blobs
+                .insert(record.hash.as_str(), to_json(&blob).as_slice())
+                .map_err(db_err)?;
+            drop(blobs);
+            let job_queued =
+                ipfs_jobs::blob_stored(&txn, &policy, &record.hash, &record.cid, new_blob)?;
+            record.ipfs = ipfs_jobs::status_in(&txn, &policy, &record.hash)?;
+
             txn.open_table(MEDIA)
                 .map_err(db_err)?
                 .insert(record.id.as_str(), to_json(&record).as_slice())
@@ -204,30 +265,12 @@ impl Index {
                 .insert(seq, record.id.as_str())
                 .map_err(db_err)?;
             adjust_counts(&txn, seq, true)?;
-
-            let mut blobs = txn.open_table(BLOBS).map_err(db_err)?;
-            let existing: Option<BlobRecord> =
-                match blobs.get(record.hash.as_str()).map_err(db_err)? {
-                    Some(guard) => Some(from_json(guard.value())?),
-                    None => None,
-                };
-            let blob = match existing {
-                Some(mut blob) => {
-                    blob.refcount += 1;
-                    blob
-                }
-                None => BlobRecord {
-                    refcount: 1,
-                    size: record.size,
-                    media_type: record.media_type,
-                },
-            };
-            blobs
-                .insert(record.hash.as_str(), to_json(&blob).as_slice())
-                .map_err(db_err)?;
-            record
+            (record, job_queued)
         };
         txn.commit().map_err(db_err)?;
+        if job_queued {
+            self.ipfs_jobs_queued.notify_one();
+        }
         Ok(record)
     }
 
@@ -235,7 +278,10 @@ impl Index {
         let txn = self.db.begin_read().map_err(db_err)?;
         let media = txn.open_table(MEDIA).map_err(db_err)?;
         let found = media.get(id).map_err(db_err)?;
-        found.map(|guard| from_json(guard.value())).transpose()
+        let mut record: Option<MediaRecord> =
+            found.map(|guard| from_json(guard.value())).transpose()?;
+        self.annotate(&txn, record.as_mut_slice())?;
+        Ok(record)
     }
 
     pub fn get_by_name(&self, name: &str) -> Result<Option<MediaRecord>, StoreError> {
@@ -247,7 +293,10 @@ impl Index {
         };
         let media = txn.open_table(MEDIA).map_err(db_err)?;
         let found = media.get(id.as_str()).map_err(db_err)?;
-        found.map(|guard| from_json(guard.value())).transpose()
+        let mut record: Option<MediaRecord> =
+            found.map(|guard| from_json(guard.value())).transpose()?;
+        self.annotate(&txn, record.as_mut_slice())?;
+        Ok(record)
     }
 
     pub fn media_count(&self) -> Result<u64, StoreError> {
@@ -284,13 +333,16 @@ impl Index {
                 .ok_or_else(|| db_err(format!("listing names missing media {}", id.value())))?;
             items.push(from_json(guard.value())?);
         }
+        self.annotate(&txn, &mut items)?;
         Ok((items, total))
     }
 
-    /// Removes a record, retires its name for good, and drops one blob reference.
+    /// Removes a record, retires its name for good, and drops one blob reference. Dropping the
+    /// last one also queues the blob's IPFS unpin in the same transaction.
     pub fn delete_media(&self, id: &str) -> Result<Option<Deleted>, StoreError> {
+        let policy = self.ipfs_policy();
         let txn = self.db.begin_write().map_err(db_err)?;
-        let deleted = {
+        let (deleted, job_queued) = {
             let mut media = txn.open_table(MEDIA).map_err(db_err)?;
             let record: MediaRecord = match media.remove(id).map_err(db_err)? {
                 Some(guard) => from_json(guard.value())?,
@@ -312,6 +364,10 @@ impl Index {
                 Some(guard) => Some(from_json(guard.value())?),
                 None => None,
             };
+            let cid = match &blob {
+                Some(blob) if !blob.cid.is_empty() => blob.cid.clone(),
+                _ => record.cid.clone(),
+            };
             let blob_unreferenced = match blob {
                 Some(mut blob) if blob.refcount > 1 => {
                     blob.refcount -= 1;
@@ -325,12 +381,19 @@ impl Index {
                     true
                 }
             };
-            Deleted {
+            drop(blobs);
+            let job_queued =
+                blob_unreferenced && ipfs_jobs::blob_removed(&txn, &policy, &record.hash, &cid)?;
+            let deleted = Deleted {
                 record,
                 blob_unreferenced,
-            }
+            };
+            (deleted, job_queued)
         };
         txn.commit().map_err(db_err)?;
+        if job_queued {
+            self.ipfs_jobs_queued.notify_one();
+        }
         Ok(Some(deleted))
     }
 
@@ -510,6 +573,7 @@ mod tests {
             duration_secs: None,
             alt: None,
             hash: hash.to_owned(),
+            cid: String::new(),
             uploaded_at: "2026-01-01T00:00:00Z".to_owned(),
         }
     }
