@@ -1,5 +1,6 @@
 //! The media API under `/api`: Bearer authentication, the API version header and the routes.
 
+mod ipfs;
 mod media;
 mod upload;
 
@@ -51,6 +52,10 @@ pub async fn handle(
             Method::GET => media::details(state, id).await,
             Method::DELETE => media::delete(state, id).await,
             other => Err(ApiError::method_not_allowed(&other, "GET, DELETE")),
+        },
+        ["ipfs"] => match method {
+            Method::GET => ipfs::status(state).await,
+            other => Err(ApiError::method_not_allowed(&other, "GET")),
         },
         _ => Err(ApiError::not_found(
             "route_not_found",

@@ -152,7 +152,9 @@ async fn serve_async(config: Config) -> anyhow::Result<()> {
         config: Arc::new(config),
         store: Arc::new(store),
     };
+    let replication = crate::ipfs::start(&state.store, &state.config.ipfs)?;
     crate::http::server::run(listener, state, shutdown_signal()).await?;
+    replication.stop().await;
     tracing::info!("server stopped; database closed");
     Ok(())
 }
