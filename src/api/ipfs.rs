@@ -1,13 +1,15 @@
-//! `GET /api/ipfs`: replication status.
+//! `GET /api/ipfs` (replication status) and `POST /api/ipfs/verify` (store check and repair).
 
 use std::time::Duration;
 
-use hyper::Response;
+use hyper::body::Incoming;
+use hyper::{Request, Response};
 use serde_json::json;
 
 use crate::http::error::{json_response, JsonStatus};
-use crate::http::{ApiError, AppState, Body};
+use crate::http::{query_param, ApiError, AppState, Body};
 use crate::ipfs::node::Node;
+use crate::ipfs::verify::verify_store;
 
 /// Maximum wait for the node's version in a status request, so a hung node cannot hold the
 /// request for the full `ipfs.timeout_secs`.
@@ -66,5 +68,43 @@ pub async fn status(state: &AppState) -> Result<Response<Body>, ApiError> {
     Ok(json_response(
         JsonStatus::Ok,
         &json!({ "success": true, "data": data }),
+    ))
+}
+
+/// `POST /api/ipfs/verify?repair=true|false`: rehashes every blob and, with `repair=true`,
+/// restores the missing and corrupt ones from the node. Runs inside the server, so it works
+/// while the database is held.
+pub async fn verify(
+    state: &AppState,
+    request: &Request<Incoming>,
+) -> Result<Response<Body>, ApiError> {
+    let query = request.uri().query().unwrap_or("");
+    let repair = match query_param(query, "repair").as_deref() {
+        None | Some("false") => false,
+        Some("true") => true,
+        Some(other) => {
+            return Err(ApiError::bad_request(
+                "invalid_parameter",
+                format!("repair={other:?} is invalid; repair must be true or false"),
+            ))
+        }
+    };
+    let node = if repair {
+        Some(Node::new(&state.config.ipfs).map_err(|err| ApiError::internal(err.to_string()))?)
+    } else {
+        None
+    };
+    let report = verify_store(&state.store, node.as_ref(), repair).await?;
+    tracing::info!(
+        checked = report.checked,
+        missing = report.missing,
+        corrupt = report.corrupt,
+        repaired = report.repaired,
+        unrepaired = report.unrepaired,
+        "store verified"
+    );
+    Ok(json_response(
+        JsonStatus::Ok,
+        &json!({ "success": true, "data": report }),
     ))
 }

@@ -57,6 +57,10 @@ pub async fn handle(
             Method::GET => ipfs::status(state).await,
             other => Err(ApiError::method_not_allowed(&other, "GET")),
         },
+        ["ipfs", "verify"] => match method {
+            Method::POST => ipfs::verify(state, &request).await,
+            other => Err(ApiError::method_not_allowed(&other, "POST")),
+        },
         _ => Err(ApiError::not_found(
             "route_not_found",
             format!("no API route {path}; see the README for the routes"),

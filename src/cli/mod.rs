@@ -30,6 +30,17 @@ pub enum Command {
     /// Create, list and revoke API keys.
     #[command(subcommand)]
     Key(KeyCommand),
+    /// Rehash every stored blob and report missing or corrupt ones; exits 1 unless all are intact.
+    Verify(VerifyArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    #[command(flatten)]
+    pub common: ConfigArgs,
+    /// Restore missing and corrupt blobs from the IPFS node at ipfs.api_url, by their CID.
+    #[arg(long)]
+    pub repair: bool,
 }
 
 /// Options every command that opens the data directory takes.
@@ -97,6 +108,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Serve(args) => serve(args),
         Command::Key(command) => key(command),
+        Command::Verify(args) => crate::ipfs::cli::verify(args),
     }
 }
 

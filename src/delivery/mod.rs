@@ -1,7 +1,8 @@
-//! Public delivery: resolves `/{file-name}` to a stored blob and streams it, no key needed.
+//! Public delivery: resolves `/{file-name}` (or `/ipfs/{cid}`) to a stored blob and streams it,
+//! no key needed.
 
 use hyper::body::Incoming;
-use hyper::header::{HeaderName, HeaderValue, CONTENT_DISPOSITION};
+use hyper::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_DISPOSITION};
 use hyper::{Method, Request, Response};
 use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 
@@ -29,6 +30,10 @@ pub async fn handle(
         return Err(ApiError::method_not_allowed(&method, "GET, HEAD"));
     }
     let raw_path = request.uri().path();
+    if let Some(cid) = raw_path.strip_prefix("/ipfs/") {
+        let cid = cid.to_owned();
+        return crate::ipfs::gateway::handle(state, &method, &request, &cid).await;
+    }
     let name = percent_decode_str(raw_path.trim_start_matches('/'))
         .decode_utf8()
         .map_err(|_| not_found(raw_path))?
@@ -53,27 +58,56 @@ pub async fn handle(
         .await?
         .ok_or_else(|| not_found(&name))?;
     let attachment = query_param(query, "ik-attachment").as_deref() == Some("true");
-    let representation = Representation {
+    let representation = || Representation {
         path: state.store.blob_path(&record.hash),
         content_type: record.media_type.mime(),
         etag: format!("\"{}\"", record.hash),
         last_modified: parse_rfc3339(&record.uploaded_at),
         extra_headers: vec![content_disposition(&record.file_name, attachment)],
     };
-    match file::serve(&method, request.headers(), representation).await {
-        Ok(response) => Ok(response),
-        Err(ServeError::Precondition(err)) => Err(err),
-        Err(ServeError::Missing(path)) => {
-            tracing::error!(media_id = %record.id, hash = %record.hash, path = %path.display(),
-                "blob file missing for an indexed media record");
-            Err(ApiError::service_unavailable(
-                "blob_unavailable",
-                format!("the stored bytes of {name:?} are missing on this server; the operator must restore them (`kura verify`)"),
-                60,
-            )
-            .with_ik_error("ENOENT"))
+    send_blob(
+        state,
+        &method,
+        request.headers(),
+        &record.hash,
+        &name,
+        representation,
+    )
+    .await
+}
+
+/// Sends the file of blob `hash` as `representation()` describes it. A missing file is
+/// restored from the IPFS node first when replication is on; `label` names the request's
+/// target in the error otherwise.
+pub async fn send_blob(
+    state: &AppState,
+    method: &Method,
+    headers: &HeaderMap,
+    hash: &str,
+    label: &str,
+    representation: impl Fn() -> Representation,
+) -> Result<Response<Body>, ApiError> {
+    let mut restored = false;
+    loop {
+        match file::serve(method, headers, representation()).await {
+            Ok(response) => return Ok(response),
+            Err(ServeError::Precondition(err)) => return Err(err),
+            Err(ServeError::Missing(path)) => {
+                if !restored && crate::ipfs::restore::read_through(state, hash).await {
+                    restored = true;
+                    continue;
+                }
+                tracing::error!(hash = %hash, target = %label, path = %path.display(),
+                    "blob file missing for an indexed media record");
+                return Err(ApiError::service_unavailable(
+                    "blob_unavailable",
+                    format!("the stored bytes of {label:?} are missing on this server and could not be restored from IPFS; the operator must restore them (`kura verify --repair`)"),
+                    60,
+                )
+                .with_ik_error("ENOENT"));
+            }
+            Err(err @ ServeError::Io { .. }) => return Err(ApiError::internal(err.to_string())),
         }
-        Err(err @ ServeError::Io { .. }) => Err(ApiError::internal(err.to_string())),
     }
 }
 
@@ -82,7 +116,7 @@ fn not_found(name: &str) -> ApiError {
 }
 
 /// `inline` (or `attachment`) with an ASCII fallback name and the exact UTF-8 name (RFC 6266).
-fn content_disposition(file_name: &str, attachment: bool) -> (HeaderName, HeaderValue) {
+pub fn content_disposition(file_name: &str, attachment: bool) -> (HeaderName, HeaderValue) {
     let kind = if attachment { "attachment" } else { "inline" };
     let fallback: String = file_name
         .chars()

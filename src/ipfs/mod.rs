@@ -1,9 +1,13 @@
-//! IPFS: the Kubo-equal CID computed while an upload streams, and replication of every blob to
-//! the operator's node (a durable queue and a worker).
+//! IPFS: the Kubo-equal CID computed while an upload streams, replication of every blob to the
+//! operator's node (a durable queue and a worker), restores from the node, and lookups by CID.
 
 pub mod cid_builder;
+pub mod cli;
 pub mod config;
+pub mod gateway;
 pub mod node;
+pub mod restore;
+pub mod verify;
 pub mod worker;
 
 use std::sync::Arc;
@@ -13,7 +17,7 @@ use node::Node;
 use worker::Worker;
 
 use crate::config::IpfsConfig;
-use crate::store::{Store, StoreError};
+use crate::store::{BlobRecord, Store, StoreError};
 
 /// Background IPFS tasks of a running server.
 pub struct Replication {
@@ -130,4 +134,35 @@ pub fn cid_of_file(
         builder.update(&buffer[..read]);
     }
     Ok(builder.finish().to_string())
+}
+
+/// Failure to find a blob by CID.
+#[derive(Debug, thiserror::Error)]
+pub enum CidLookupError {
+    #[error("{text:?} is not a valid CID: {reason}")]
+    Invalid { text: String, reason: String },
+    #[error("no stored file has CID {cid}")]
+    Unknown { cid: String },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Finds the blob that a CID in any multibase spelling (or a CIDv0) names, and returns its
+/// hash and record.
+pub async fn find_by_cid(
+    store: &Store,
+    text: &str,
+) -> Result<(String, BlobRecord), CidLookupError> {
+    let cid = node::parse_cid(text)
+        .map_err(|reason| CidLookupError::Invalid {
+            text: text.to_owned(),
+            reason,
+        })?
+        .to_string();
+    let index = store.index().clone();
+    let lookup = cid.clone();
+    let found = tokio::task::spawn_blocking(move || index.blob_by_cid(&lookup))
+        .await
+        .map_err(|err| StoreError::Task(err.to_string()))??;
+    found.ok_or(CidLookupError::Unknown { cid })
 }
