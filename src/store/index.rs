@@ -22,7 +22,7 @@ use super::StoreError;
 pub const SCHEMA_VERSION: u64 = 1;
 
 /// Media id (UUID text) → `MediaRecord` as JSON.
-const MEDIA: TableDefinition<&str, &[u8]> = TableDefinition::new("media_v1");
+pub(super) const MEDIA: TableDefinition<&str, &[u8]> = TableDefinition::new("media_v1");
 /// Stored file name → media id; an empty id marks a retired name that is never handed out again.
 const NAMES: TableDefinition<&str, &str> = TableDefinition::new("media_names_v1");
 /// Upload sequence number (grows with upload time) → media id.
@@ -193,12 +193,12 @@ impl Index {
     }
 
     /// Inserts a media record, giving it a unique name and the next listing position, counts one
-    /// more reference to its blob and, for a new blob, indexes its CID and queues its IPFS pin,
-    /// all in one transaction.
+    /// more reference to its blob, and indexes the blob's CID and queues its IPFS pin, all in one
+    /// transaction.
     pub fn insert_media(&self, new: NewMedia) -> Result<MediaRecord, StoreError> {
         let policy = self.ipfs_policy();
         let txn = self.db.begin_write().map_err(db_err)?;
-        let (record, job_queued) = {
+        let record = {
             let file_name = allocate_name(&txn, &new.wanted_name)?;
             let seq = next_seq(&txn)?;
             let mut record = MediaRecord {
@@ -217,41 +217,6 @@ impl Index {
                 cid: new.cid,
                 ipfs: None,
             };
-
-            let mut blobs = txn.open_table(BLOBS).map_err(db_err)?;
-            let existing: Option<BlobRecord> =
-                match blobs.get(record.hash.as_str()).map_err(db_err)? {
-                    Some(guard) => Some(from_json(guard.value())?),
-                    None => None,
-                };
-            let new_blob = existing.is_none();
-            let blob = match existing {
-                Some(mut blob) => {
-                    blob.refcount += 1;
-                    // The stored blob's CID is the one pinned, even if the DAG layout settings
-                    // changed since. A blob recorded before CIDs existed takes the new one.
-                    if blob.cid.is_empty() {
-                        blob.cid = record.cid.clone();
-                    } else {
-                        record.cid = blob.cid.clone();
-                    }
-                    blob
-                }
-                None => BlobRecord {
-                    refcount: 1,
-                    size: record.size,
-                    media_type: record.media_type,
-                    cid: record.cid.clone(),
-                },
-            };
-            blobs
-                .insert(record.hash.as_str(), to_json(&blob).as_slice())
-                .map_err(db_err)?;
-            drop(blobs);
-            let job_queued =
-                ipfs_jobs::blob_stored(&txn, &policy, &record.hash, &record.cid, new_blob)?;
-            record.ipfs = ipfs_jobs::status_in(&txn, &policy, &record.hash)?;
-
             txn.open_table(MEDIA)
                 .map_err(db_err)?
                 .insert(record.id.as_str(), to_json(&record).as_slice())
@@ -265,10 +230,34 @@ impl Index {
                 .insert(seq, record.id.as_str())
                 .map_err(db_err)?;
             adjust_counts(&txn, seq, true)?;
-            (record, job_queued)
+
+            let mut blobs = txn.open_table(BLOBS).map_err(db_err)?;
+            let existing: Option<BlobRecord> =
+                match blobs.get(record.hash.as_str()).map_err(db_err)? {
+                    Some(guard) => Some(from_json(guard.value())?),
+                    None => None,
+                };
+            let blob = match existing {
+                Some(mut blob) => {
+                    blob.refcount += 1;
+                    blob
+                }
+                None => BlobRecord {
+                    refcount: 1,
+                    size: record.size,
+                    media_type: record.media_type,
+                    cid: record.cid.clone(),
+                },
+            };
+            blobs
+                .insert(record.hash.as_str(), to_json(&blob).as_slice())
+                .map_err(db_err)?;
+            drop(blobs);
+            ipfs_jobs::media_stored(&txn, &policy, &mut record)?;
+            record
         };
         txn.commit().map_err(db_err)?;
-        if job_queued {
+        if policy.enabled {
             self.ipfs_jobs_queued.notify_one();
         }
         Ok(record)
@@ -342,7 +331,7 @@ impl Index {
     pub fn delete_media(&self, id: &str) -> Result<Option<Deleted>, StoreError> {
         let policy = self.ipfs_policy();
         let txn = self.db.begin_write().map_err(db_err)?;
-        let (deleted, job_queued) = {
+        let deleted = {
             let mut media = txn.open_table(MEDIA).map_err(db_err)?;
             let record: MediaRecord = match media.remove(id).map_err(db_err)? {
                 Some(guard) => from_json(guard.value())?,
@@ -364,10 +353,6 @@ impl Index {
                 Some(guard) => Some(from_json(guard.value())?),
                 None => None,
             };
-            let cid = match &blob {
-                Some(blob) if !blob.cid.is_empty() => blob.cid.clone(),
-                _ => record.cid.clone(),
-            };
             let blob_unreferenced = match blob {
                 Some(mut blob) if blob.refcount > 1 => {
                     blob.refcount -= 1;
@@ -382,16 +367,16 @@ impl Index {
                 }
             };
             drop(blobs);
-            let job_queued =
-                blob_unreferenced && ipfs_jobs::blob_removed(&txn, &policy, &record.hash, &cid)?;
-            let deleted = Deleted {
+            if blob_unreferenced {
+                ipfs_jobs::blob_removed(&txn, &policy, &record.hash, &record.cid)?;
+            }
+            Deleted {
                 record,
                 blob_unreferenced,
-            };
-            (deleted, job_queued)
+            }
         };
         txn.commit().map_err(db_err)?;
-        if job_queued {
+        if policy.enabled && deleted.blob_unreferenced {
             self.ipfs_jobs_queued.notify_one();
         }
         Ok(Some(deleted))

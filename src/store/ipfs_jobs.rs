@@ -15,7 +15,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use redb::{ReadTransaction, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
 use serde::{Deserialize, Serialize};
 
-use super::index::{db_err, from_json, to_json, BlobRecord, Index, MediaRecord, BLOBS, META};
+use super::index::{
+    db_err, from_json, to_json, BlobRecord, Index, MediaRecord, BLOBS, MEDIA, META,
+};
 use super::StoreError;
 
 /// Blob hash → `IpfsJob` as JSON.
@@ -264,66 +266,99 @@ fn queue_job(
     put_job(txn, hash, old.as_ref(), Some(&job))
 }
 
-/// Indexes the CID of a stored blob and, for a new blob while replication is on, queues its
-/// add. Returns whether a job was queued.
-pub(super) fn blob_stored(
+/// Completes a media record just inserted into `MEDIA` with its blob's IPFS state. It indexes
+/// the blob's CID, queues an add when the blob has no add job yet (a new blob, or one whose unpin
+/// is still pending), and sets the record's replication status.
+///
+/// The blob's recorded CID is the one pinned, so it replaces the record's CID when the two
+/// differ, which happens when the same bytes were uploaded before the DAG layout settings
+/// changed. A blob recorded before kura computed CIDs takes the record's CID instead.
+pub(super) fn media_stored(
     txn: &WriteTransaction,
     policy: &QueuePolicy,
-    hash: &str,
-    cid: &str,
-    new_blob: bool,
-) -> Result<bool, StoreError> {
-    if !cid.is_empty() {
-        txn.open_table(BY_CID)
-            .map_err(db_err)?
-            .insert(cid, hash)
-            .map_err(db_err)?;
+    record: &mut MediaRecord,
+) -> Result<(), StoreError> {
+    let hash = record.hash.as_str();
+    {
+        let mut blobs = txn.open_table(BLOBS).map_err(db_err)?;
+        let stored = match blobs.get(hash).map_err(db_err)? {
+            Some(guard) => Some(from_json::<BlobRecord>(guard.value())?),
+            None => None,
+        };
+        if let Some(mut blob) = stored {
+            if blob.cid.is_empty() {
+                blob.cid = record.cid.clone();
+                blobs
+                    .insert(hash, to_json(&blob).as_slice())
+                    .map_err(db_err)?;
+            } else if blob.cid != record.cid {
+                record.cid = blob.cid;
+                txn.open_table(MEDIA)
+                    .map_err(db_err)?
+                    .insert(record.id.as_str(), to_json(&*record).as_slice())
+                    .map_err(db_err)?;
+            }
+        }
     }
-    if !new_blob || cid.is_empty() {
-        return Ok(false);
+    if record.cid.is_empty() {
+        return Ok(());
     }
-    if !policy.enabled {
-        set_meta_flag(txn, META_QUEUE_IN_SYNC, false)?;
-        return Ok(false);
+    txn.open_table(BY_CID)
+        .map_err(db_err)?
+        .insert(record.cid.as_str(), hash)
+        .map_err(db_err)?;
+
+    let job = read_job(&txn.open_table(JOBS).map_err(db_err)?, hash)?;
+    let has_add = job.is_some_and(|job| job.kind == JobKind::Add);
+    if !has_add {
+        if policy.enabled {
+            queue_job(txn, hash, JobKind::Add, &record.cid, policy.chunk_size)?;
+        } else {
+            set_meta_flag(txn, META_QUEUE_IN_SYNC, false)?;
+        }
     }
-    queue_job(txn, hash, JobKind::Add, cid, policy.chunk_size)?;
-    Ok(true)
+    record.ipfs = status_in(txn, policy, hash)?;
+    Ok(())
 }
 
-/// Drops the CID entry of a blob whose last record is gone and, while replication is on,
-/// queues its unpin (or removes its job when unpinning is off). Returns whether a job was
-/// queued.
+/// Drops the CID entry of a blob whose last reference is gone and, while replication is on,
+/// queues its unpin (or removes its job when unpinning is off). `record_cid` is the CID of the
+/// deleted record, empty for records written before kura computed CIDs.
 pub(super) fn blob_removed(
     txn: &WriteTransaction,
     policy: &QueuePolicy,
     hash: &str,
-    cid: &str,
-) -> Result<bool, StoreError> {
+    record_cid: &str,
+) -> Result<(), StoreError> {
+    let old = read_job(&txn.open_table(JOBS).map_err(db_err)?, hash)?;
+    // The job's CID is the pinned one; the record's can only differ for pre-CID records.
+    let cid = match &old {
+        Some(job) => job.cid.clone(),
+        None => record_cid.to_owned(),
+    };
     if !cid.is_empty() {
         let mut by_cid = txn.open_table(BY_CID).map_err(db_err)?;
         let maps_here = by_cid
-            .get(cid)
+            .get(cid.as_str())
             .map_err(db_err)?
             .is_some_and(|guard| guard.value() == hash);
         if maps_here {
-            by_cid.remove(cid).map_err(db_err)?;
+            by_cid.remove(cid.as_str()).map_err(db_err)?;
         }
     }
     if !policy.enabled {
         set_meta_flag(txn, META_QUEUE_IN_SYNC, false)?;
-        return Ok(false);
+        return Ok(());
     }
-    let old = read_job(&txn.open_table(JOBS).map_err(db_err)?, hash)?;
     if policy.unpin_on_delete && !cid.is_empty() {
         // The unpin runs even when the add never finished: the node may have pinned the blob
         // before the response was lost, and unpinning what is not pinned succeeds.
-        queue_job(txn, hash, JobKind::Unpin, cid, policy.chunk_size)?;
-        return Ok(true);
+        return queue_job(txn, hash, JobKind::Unpin, &cid, policy.chunk_size);
     }
     if old.is_some() {
         put_job(txn, hash, old.as_ref(), None)?;
     }
-    Ok(false)
+    Ok(())
 }
 
 /// Returns the replication status shown for a live blob, or `None` while replication is off.
@@ -352,7 +387,7 @@ fn status_of(
     Ok(Some(status))
 }
 
-pub(super) fn status_in(
+fn status_in(
     txn: &WriteTransaction,
     policy: &QueuePolicy,
     hash: &str,
@@ -789,6 +824,24 @@ mod tests {
         assert_eq!(index.ipfs_job_counts().unwrap(), JobCounts::default());
         // The CID is indexed whether or not replication is on.
         assert!(index.blob_by_cid("bafkreitest2").unwrap().is_some());
+    }
+
+    #[test]
+    fn reupload_queues_blob_without_job() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("kura.redb");
+        let index = Index::open(&path).unwrap();
+        index.set_ipfs_policy(QueuePolicy::default());
+        index.insert_media(new_media(12)).unwrap();
+        drop(index);
+
+        let index = Index::open(&path).unwrap();
+        index.set_ipfs_policy(ENABLED);
+        let record = index.insert_media(new_media(12)).unwrap();
+        assert_eq!(record.ipfs.unwrap().state, JobState::Pending);
+        let jobs = due(&index);
+        assert_eq!(jobs.len(), 1);
+        assert_eq!(jobs[0].1.kind, JobKind::Add);
     }
 
     #[test]
