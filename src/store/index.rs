@@ -173,62 +173,20 @@ impl Index {
     /// Inserts a media record, giving it a unique name and the next listing position, and counts
     /// one more reference to its blob, all in one transaction.
     pub fn insert_media(&self, new: NewMedia) -> Result<MediaRecord, StoreError> {
-        let txn = self.db.begin_write().map_err(db_err)?;
-        let record = {
-            let file_name = allocate_name(&txn, &new.wanted_name)?;
-            let seq = next_seq(&txn)?;
-            let record = MediaRecord {
-                id: new.id,
-                file_name,
-                media_type: new.media_type,
-                size: new.size,
-                width: new.width,
-                height: new.height,
-                frames: new.frames,
-                duration_secs: new.duration_secs,
-                alt: new.alt,
-                hash: new.hash,
-                uploaded_at: new.uploaded_at,
-                seq,
-            };
-            txn.open_table(MEDIA)
-                .map_err(db_err)?
-                .insert(record.id.as_str(), to_json(&record).as_slice())
-                .map_err(db_err)?;
-            txn.open_table(NAMES)
-                .map_err(db_err)?
-                .insert(record.file_name.as_str(), record.id.as_str())
-                .map_err(db_err)?;
-            txn.open_table(LISTING)
-                .map_err(db_err)?
-                .insert(seq, record.id.as_str())
-                .map_err(db_err)?;
-            adjust_counts(&txn, seq, true)?;
+        let mut records = self.insert_media_many(vec![new])?;
+        Ok(records.pop().expect("one record in, one record out"))
+    }
 
-            let mut blobs = txn.open_table(BLOBS).map_err(db_err)?;
-            let existing: Option<BlobRecord> =
-                match blobs.get(record.hash.as_str()).map_err(db_err)? {
-                    Some(guard) => Some(from_json(guard.value())?),
-                    None => None,
-                };
-            let blob = match existing {
-                Some(mut blob) => {
-                    blob.refcount += 1;
-                    blob
-                }
-                None => BlobRecord {
-                    refcount: 1,
-                    size: record.size,
-                    media_type: record.media_type,
-                },
-            };
-            blobs
-                .insert(record.hash.as_str(), to_json(&blob).as_slice())
-                .map_err(db_err)?;
-            record
-        };
+    /// Inserts several media records in one transaction, which costs one commit (and one fsync)
+    /// for the whole batch. Their blobs must already be in place.
+    pub fn insert_media_many(&self, batch: Vec<NewMedia>) -> Result<Vec<MediaRecord>, StoreError> {
+        let txn = self.db.begin_write().map_err(db_err)?;
+        let mut records = Vec::with_capacity(batch.len());
+        for new in batch {
+            records.push(insert_in(&txn, new)?);
+        }
         txn.commit().map_err(db_err)?;
-        Ok(record)
+        Ok(records)
     }
 
     pub fn get_media(&self, id: &str) -> Result<Option<MediaRecord>, StoreError> {
@@ -406,6 +364,60 @@ impl Index {
         let keys = txn.open_table(API_KEYS).map_err(db_err)?;
         keys.len().map_err(db_err)
     }
+}
+
+/// Writes one new record, its name, listing entry and blob reference inside `txn`.
+fn insert_in(txn: &WriteTransaction, new: NewMedia) -> Result<MediaRecord, StoreError> {
+    let file_name = allocate_name(txn, &new.wanted_name)?;
+    let seq = next_seq(txn)?;
+    let record = MediaRecord {
+        id: new.id,
+        file_name,
+        media_type: new.media_type,
+        size: new.size,
+        width: new.width,
+        height: new.height,
+        frames: new.frames,
+        duration_secs: new.duration_secs,
+        alt: new.alt,
+        hash: new.hash,
+        uploaded_at: new.uploaded_at,
+        seq,
+    };
+    txn.open_table(MEDIA)
+        .map_err(db_err)?
+        .insert(record.id.as_str(), to_json(&record).as_slice())
+        .map_err(db_err)?;
+    txn.open_table(NAMES)
+        .map_err(db_err)?
+        .insert(record.file_name.as_str(), record.id.as_str())
+        .map_err(db_err)?;
+    txn.open_table(LISTING)
+        .map_err(db_err)?
+        .insert(seq, record.id.as_str())
+        .map_err(db_err)?;
+    adjust_counts(txn, seq, true)?;
+
+    let mut blobs = txn.open_table(BLOBS).map_err(db_err)?;
+    let existing: Option<BlobRecord> = match blobs.get(record.hash.as_str()).map_err(db_err)? {
+        Some(guard) => Some(from_json(guard.value())?),
+        None => None,
+    };
+    let blob = match existing {
+        Some(mut blob) => {
+            blob.refcount += 1;
+            blob
+        }
+        None => BlobRecord {
+            refcount: 1,
+            size: record.size,
+            media_type: record.media_type,
+        },
+    };
+    blobs
+        .insert(record.hash.as_str(), to_json(&blob).as_slice())
+        .map_err(db_err)?;
+    Ok(record)
 }
 
 /// Picks the wanted name, or the name with a random suffix when it is taken, retired or reserved.
