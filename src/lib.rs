@@ -9,5 +9,6 @@ pub mod delivery;
 pub mod http;
 pub mod ipfs;
 pub mod store;
+pub mod transform;
 
 pub use http::server::{run, AppState};
