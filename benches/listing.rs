@@ -1,8 +1,6 @@
 //! Listing cost against store size: reading page 1 and a page near the end of 100 000 records must
 //! take about the same time, in the index and over HTTP.
 
-use std::sync::Arc;
-
 use criterion::{criterion_group, criterion_main, Criterion};
 use kura::config::Config;
 use kura::store::{self, MediaType, NewMedia, ProbeLimits, Store};
@@ -66,10 +64,7 @@ fn listing(c: &mut Criterion) {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let mut config = Config::default();
     config.storage.data_dir = dir.path().to_path_buf();
-    let state = AppState {
-        config: Arc::new(config),
-        store: Arc::new(store),
-    };
+    let state = AppState::new(config, store).unwrap();
     let listener = runtime
         .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
         .unwrap();

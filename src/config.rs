@@ -18,6 +18,7 @@ pub struct Config {
     pub server: ServerConfig,
     pub storage: StorageConfig,
     pub ipfs: IpfsConfig,
+    pub transform: TransformConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -92,6 +93,45 @@ impl Default for IpfsConfig {
     }
 }
 
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct TransformConfig {
+    /// Whether `f-auto` may answer with AVIF when the client accepts it (ImageKit's default is off).
+    pub auto_avif: bool,
+    /// Whether a URL without `f` behaves as `f-auto`; when false it keeps the source format.
+    pub auto_format: bool,
+    /// Quality of lossy output when the URL gives no `q`, 1 to 100.
+    pub default_quality: u8,
+    /// Largest output image, in pixels.
+    pub max_output_pixels: u64,
+    /// Longest output side, in pixels.
+    pub max_output_side: u32,
+    /// Bytes of transformed variants kept on disk; the least recently used go first.
+    pub cache_max_bytes: u64,
+    /// Transformations running at once; 0 means one per CPU core.
+    pub workers: usize,
+    /// Transformations waiting for a worker before new ones get 503.
+    pub queue: usize,
+    /// Named transformations usable as `n-NAME`, e.g. `thumb = "w-120,h-80"`.
+    pub named: std::collections::BTreeMap<String, String>,
+}
+
+impl Default for TransformConfig {
+    fn default() -> Self {
+        TransformConfig {
+            auto_avif: false,
+            auto_format: true,
+            default_quality: 80,
+            max_output_pixels: 100_000_000,
+            max_output_side: 16_383,
+            cache_max_bytes: 10 << 30,
+            workers: 0,
+            queue: 64,
+            named: std::collections::BTreeMap::new(),
+        }
+    }
+}
+
 /// Values given on the command line; each one that is set replaces the file's value.
 #[derive(Debug, Clone, Default)]
 pub struct Overrides {
@@ -161,6 +201,15 @@ impl Config {
         }
         if self.storage.max_frames == 0 {
             bail!("storage.max_frames must be at least 1");
+        }
+        if !(1..=100).contains(&self.transform.default_quality) {
+            bail!(
+                "transform.default_quality must be from 1 to 100, got {}",
+                self.transform.default_quality
+            );
+        }
+        if self.transform.max_output_side == 0 || self.transform.max_output_pixels == 0 {
+            bail!("transform.max_output_side and transform.max_output_pixels must be at least 1");
         }
         if self.storage.data_dir.as_os_str().is_empty() {
             bail!("storage.data_dir must not be empty");

@@ -2,7 +2,6 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
@@ -148,10 +147,7 @@ async fn serve_async(config: Config) -> anyhow::Result<()> {
         ipfs_enabled = config.ipfs.enabled,
         "kura is serving"
     );
-    let state = AppState {
-        config: Arc::new(config),
-        store: Arc::new(store),
-    };
+    let state = AppState::new(config, store)?;
     crate::http::server::run(listener, state, shutdown_signal()).await?;
     tracing::info!("server stopped; database closed");
     Ok(())

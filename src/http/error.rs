@@ -9,6 +9,8 @@ use serde_json::json;
 
 use super::body::{self, Body};
 use crate::store::{ProbeError, StoreError, UploadError};
+use crate::transform::codec::PixelError;
+use crate::transform::TransformFailure;
 
 /// An error on its way to becoming a response.
 #[derive(Debug)]
@@ -179,6 +181,47 @@ impl From<UploadError> for ApiError {
                 other => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, other.code(), message),
             },
             UploadError::Store(store) => ApiError::from(store),
+        }
+    }
+}
+
+impl From<TransformFailure> for ApiError {
+    fn from(err: TransformFailure) -> Self {
+        let message = err.to_string();
+        match err {
+            TransformFailure::Transform(err) => {
+                let ik_code = if err.code() == "limit_exceeded" {
+                    "ELIMIT"
+                } else {
+                    "EINVALIDTR"
+                };
+                ApiError::new(StatusCode::BAD_REQUEST, err.code(), message).with_ik_error(ik_code)
+            }
+            TransformFailure::Pixel(err) => match err {
+                PixelError::TooLarge { .. } | PixelError::TooManyFrames { .. } => {
+                    ApiError::new(StatusCode::BAD_REQUEST, err.code(), message)
+                        .with_ik_error("ELIMIT")
+                }
+                PixelError::UnsupportedOutput { .. } => {
+                    ApiError::new(StatusCode::BAD_REQUEST, err.code(), message)
+                        .with_ik_error("EINVALIDTR")
+                }
+                PixelError::UnknownFormat
+                | PixelError::Unsupported { .. }
+                | PixelError::Invalid { .. } => {
+                    // The stored file passed upload checks but the pixel stage cannot read it.
+                    ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, err.code(), message)
+                }
+                PixelError::Encode { .. } | PixelError::InvalidOperation(_) => {
+                    ApiError::internal(message)
+                }
+            },
+            TransformFailure::Busy { .. } => ApiError::service_unavailable(
+                "transform_queue_full",
+                format!("{message}; retry shortly"),
+                1,
+            ),
+            TransformFailure::Internal(message) => ApiError::internal(message),
         }
     }
 }

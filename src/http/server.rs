@@ -18,12 +18,32 @@ use super::body::Body;
 use super::router;
 use crate::config::Config;
 use crate::store::Store;
+use crate::transform::Transformer;
 
 /// The handles every request needs, cloned cheaply into each connection.
 #[derive(Clone)]
 pub struct AppState {
     pub config: Arc<Config>,
     pub store: Arc<Store>,
+    pub transformer: Arc<Transformer>,
+}
+
+impl AppState {
+    /// Builds the state for `store` under `config`, loading the variant cache's recency list.
+    pub fn new(config: Config, store: Store) -> Result<AppState, crate::store::StoreError> {
+        let store = Arc::new(store);
+        let transformer = Transformer::new(
+            store.clone(),
+            config.transform.clone(),
+            config.storage.max_source_pixels,
+            config.storage.max_frames,
+        )?;
+        Ok(AppState {
+            config: Arc::new(config),
+            store,
+            transformer: Arc::new(transformer),
+        })
+    }
 }
 
 /// Serves HTTP on `listener` until `shutdown` resolves, then stops accepting, lets in-flight

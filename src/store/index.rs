@@ -67,7 +67,8 @@ pub struct MediaRecord {
 pub struct BlobRecord {
     pub refcount: u64,
     pub size: u64,
-    pub media_type: MediaType,
+    /// The uploaded type; `None` for blobs that only transformed variants use.
+    pub media_type: Option<MediaType>,
 }
 
 /// Metadata of one API key; the key itself is never stored.
@@ -109,19 +110,23 @@ pub struct Index {
     db: Database,
 }
 
-fn db_err(err: impl std::fmt::Display) -> StoreError {
+pub(super) fn db_err(err: impl std::fmt::Display) -> StoreError {
     StoreError::Database(err.to_string())
 }
 
-fn to_json<T: Serialize>(value: &T) -> Vec<u8> {
+pub(super) fn to_json<T: Serialize>(value: &T) -> Vec<u8> {
     serde_json::to_vec(value).expect("index records serialise to JSON")
 }
 
-fn from_json<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> Result<T, StoreError> {
+pub(super) fn from_json<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> Result<T, StoreError> {
     serde_json::from_slice(bytes).map_err(|err| db_err(format!("corrupt index record: {err}")))
 }
 
 impl Index {
+    pub(super) fn db(&self) -> &Database {
+        &self.db
+    }
+
     /// Opens or creates the database file, creating tables and checking the schema version.
     pub fn open(path: &Path) -> Result<Index, StoreError> {
         let db = Database::create(path).map_err(|err| match err {
@@ -265,24 +270,7 @@ impl Index {
                 .map_err(db_err)?;
             adjust_counts(&txn, record.seq, false)?;
 
-            let mut blobs = txn.open_table(BLOBS).map_err(db_err)?;
-            let blob: Option<BlobRecord> = match blobs.get(record.hash.as_str()).map_err(db_err)? {
-                Some(guard) => Some(from_json(guard.value())?),
-                None => None,
-            };
-            let blob_unreferenced = match blob {
-                Some(mut blob) if blob.refcount > 1 => {
-                    blob.refcount -= 1;
-                    blobs
-                        .insert(record.hash.as_str(), to_json(&blob).as_slice())
-                        .map_err(db_err)?;
-                    false
-                }
-                _ => {
-                    blobs.remove(record.hash.as_str()).map_err(db_err)?;
-                    true
-                }
-            };
+            let blob_unreferenced = drop_blob_reference(&txn, &record.hash)?;
             Deleted {
                 record,
                 blob_unreferenced,
@@ -398,26 +386,60 @@ fn insert_in(txn: &WriteTransaction, new: NewMedia) -> Result<MediaRecord, Store
         .map_err(db_err)?;
     adjust_counts(txn, seq, true)?;
 
+    add_blob_reference(txn, &record.hash, record.size, Some(record.media_type))?;
+    Ok(record)
+}
+
+/// Counts one more reference to a blob, creating its entry on the first.
+pub(super) fn add_blob_reference(
+    txn: &WriteTransaction,
+    hash: &str,
+    size: u64,
+    media_type: Option<MediaType>,
+) -> Result<(), StoreError> {
     let mut blobs = txn.open_table(BLOBS).map_err(db_err)?;
-    let existing: Option<BlobRecord> = match blobs.get(record.hash.as_str()).map_err(db_err)? {
+    let existing: Option<BlobRecord> = match blobs.get(hash).map_err(db_err)? {
         Some(guard) => Some(from_json(guard.value())?),
         None => None,
     };
     let blob = match existing {
         Some(mut blob) => {
             blob.refcount += 1;
+            blob.media_type = blob.media_type.or(media_type);
             blob
         }
         None => BlobRecord {
             refcount: 1,
-            size: record.size,
-            media_type: record.media_type,
+            size,
+            media_type,
         },
     };
     blobs
-        .insert(record.hash.as_str(), to_json(&blob).as_slice())
+        .insert(hash, to_json(&blob).as_slice())
         .map_err(db_err)?;
-    Ok(record)
+    Ok(())
+}
+
+/// Drops one reference to a blob; returns true when it was the last, so the file may go.
+pub(super) fn drop_blob_reference(txn: &WriteTransaction, hash: &str) -> Result<bool, StoreError> {
+    let mut blobs = txn.open_table(BLOBS).map_err(db_err)?;
+    let blob: Option<BlobRecord> = match blobs.get(hash).map_err(db_err)? {
+        Some(guard) => Some(from_json(guard.value())?),
+        None => None,
+    };
+    match blob {
+        Some(mut blob) if blob.refcount > 1 => {
+            blob.refcount -= 1;
+            blobs
+                .insert(hash, to_json(&blob).as_slice())
+                .map_err(db_err)?;
+            Ok(false)
+        }
+        _ => {
+            blobs.remove(hash).map_err(db_err)?;
+            Ok(true)
+        }
+    }
 }
 
 /// Picks the wanted name, or the name with a random suffix when it is taken, retired or reserved.

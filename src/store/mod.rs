@@ -10,6 +10,7 @@ pub mod blobs;
 pub mod index;
 pub mod names;
 pub mod probe;
+pub mod variants;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -19,6 +20,7 @@ use tokio::sync::Mutex;
 pub use blobs::{BlobDirs, BlobWriter, StagedBlob};
 pub use index::{ApiKeyRecord, Deleted, Index, MediaRecord, NewMedia};
 pub use probe::{MediaInfo, MediaType, ProbeError, ProbeLimits};
+pub use variants::VariantRecord;
 
 /// Name of the database file inside the data directory.
 pub const DB_FILE: &str = "kura.redb";
@@ -117,9 +119,18 @@ impl Store {
         self.dirs.blob_path(hash)
     }
 
+    pub fn blob_dirs(&self) -> &BlobDirs {
+        &self.dirs
+    }
+
     /// Starts a new upload in the temp directory.
     pub async fn writer(&self) -> Result<BlobWriter, StoreError> {
         Ok(self.dirs.writer().await?)
+    }
+
+    /// Holds the lock that orders placing and removing the blob `hash`.
+    pub async fn lock_blob(&self, hash: &str) -> tokio::sync::MutexGuard<'_, ()> {
+        self.stripe(hash).lock().await
     }
 
     fn stripe(&self, hash: &str) -> &Mutex<()> {

@@ -8,9 +8,13 @@ pub mod expr;
 pub mod geometry;
 pub mod ops;
 pub mod parse;
+pub mod pipeline;
 pub mod plan;
+mod service;
 
 pub use error::TransformError;
 pub use geometry::{plan_geometry, step_output_size, GeomOp, Limits};
 pub use parse::parse_chain;
+pub use pipeline::Accepts;
 pub use plan::{ClientHints, OutputFormat, Plan, Step};
+pub use service::{TransformFailure, Transformer, Variant};
