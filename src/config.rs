@@ -112,6 +112,12 @@ pub struct TransformConfig {
     pub workers: usize,
     /// Transformations waiting for a worker before new ones get 503.
     pub queue: usize,
+    /// ImageKit-style private key that checks `ik-s` URL signatures; unset means signed URLs
+    /// are rejected.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signing_key: Option<String>,
+    /// Whether transformation URLs without a valid `ik-s` signature get 401.
+    pub require_signed: bool,
     /// Named transformations usable as `n-NAME`, e.g. `thumb = "w-120,h-80"`.
     pub named: std::collections::BTreeMap<String, String>,
 }
@@ -127,6 +133,8 @@ impl Default for TransformConfig {
             cache_max_bytes: 10 << 30,
             workers: 0,
             queue: 64,
+            signing_key: None,
+            require_signed: false,
             named: std::collections::BTreeMap::new(),
         }
     }
@@ -210,6 +218,16 @@ impl Config {
         }
         if self.transform.max_output_side == 0 || self.transform.max_output_pixels == 0 {
             bail!("transform.max_output_side and transform.max_output_pixels must be at least 1");
+        }
+        if self.transform.require_signed
+            && self
+                .transform
+                .signing_key
+                .as_deref()
+                .unwrap_or("")
+                .is_empty()
+        {
+            bail!("transform.require_signed = true needs transform.signing_key");
         }
         if self.storage.data_dir.as_os_str().is_empty() {
             bail!("storage.data_dir must not be empty");

@@ -321,3 +321,51 @@ async fn deleting_source_purges_variants() {
     assert_eq!(status, 200);
     assert_eq!(server.blob_files(), 0);
 }
+
+#[tokio::test]
+async fn signed_urls_accept_and_reject() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("signed.toml");
+    std::fs::write(
+        &config,
+        "[transform]\nsigning_key = \"private_key_test\"\nrequire_signed = true\n",
+    )
+    .unwrap();
+    let server = Server::start_with(&["--config", config.to_str().unwrap()]).await;
+    server.upload_fixture("rocket.jpg").await;
+    let sign = |text: &str| kura::transform::signing::sign("private_key_test", text);
+
+    let path = "/tr:w-100/rocket.jpg";
+    let good = format!("{path}?ik-s={}", sign("tr:w-100/rocket.jpg9999999999"));
+    assert_eq!(get(&server, &good, "image/jpeg").await.status(), 200);
+
+    let future = 4_102_444_800u64;
+    let timed = format!(
+        "/rocket.jpg?tr=w-80&ik-t={future}&ik-s={}",
+        sign(&format!("rocket.jpg?tr=w-80{future}"))
+    );
+    assert_eq!(get(&server, &timed, "image/jpeg").await.status(), 200);
+
+    let tampered = format!(
+        "/tr:w-101/rocket.jpg?ik-s={}",
+        sign("tr:w-100/rocket.jpg9999999999")
+    );
+    let response = get(&server, &tampered, "image/jpeg").await;
+    assert_eq!(response.status(), 401);
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "invalid_signature");
+
+    let expired = format!(
+        "/rocket.jpg?tr=w-80&ik-t=1000&ik-s={}",
+        sign("rocket.jpg?tr=w-801000")
+    );
+    assert_eq!(get(&server, &expired, "image/jpeg").await.status(), 401);
+
+    let unsigned = get(&server, "/rocket.jpg?tr=w-100", "image/jpeg").await;
+    assert_eq!(unsigned.status(), 401);
+    // Originals stay public.
+    assert_eq!(
+        get(&server, "/rocket.jpg", "image/jpeg").await.status(),
+        200
+    );
+}

@@ -69,7 +69,7 @@ pub async fn delete(state: &AppState, id: &str) -> Result<Response<Body>, ApiErr
         .await?
         .ok_or_else(|| media_not_found(id))?;
     tracing::info!(media_id = %record.id, hash = %record.hash, file_name = %record.file_name, "media deleted");
-    if state.store.index().get_blob(&record.hash)?.is_none() {
+    if !state.store.blob_referenced(&record.hash).await? {
         // The last record of this content is gone, so its variants can never be requested again.
         state.transformer.purge_source(&record.hash).await;
     }

@@ -7,6 +7,7 @@ use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, NON_AL
 
 use crate::http::file::{self, Representation, ServeError};
 use crate::http::{query_param, raw_query_param, ApiError, AppState, Body};
+use crate::transform::signing::{self, Signature};
 use crate::transform::{ClientHints, TransformError, TransformFailure};
 
 /// Characters left as they are in a URL path segment: RFC 3986 unreserved characters.
@@ -53,6 +54,22 @@ pub async fn handle(
         (None, Some(query)) => Some(query.to_owned()),
         (None, None) => None,
     };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let transform = &state.config.transform;
+    let signature = signing::verify(
+        transform.signing_key.as_deref(),
+        request.uri().path(),
+        query,
+        now,
+    )
+    .map_err(|err| ApiError::invalid_signature(err.to_string()))?;
+    if chain.is_some() && transform.require_signed && signature == Signature::Absent {
+        return Err(ApiError::invalid_signature(
+            "this server only serves signed transformation URLs; add ik-s (and ik-t) signed with the private key",
+        ));
+    }
     let plan = match &chain {
         Some(chain) => Some(
             crate::transform::parse_chain(chain, state.transformer.named())

@@ -47,6 +47,12 @@ impl ApiError {
             .with_header(WWW_AUTHENTICATE, "Bearer realm=\"kura\"")
     }
 
+    /// Builds the 401 error for a missing, wrong or expired URL signature.
+    pub fn invalid_signature(message: impl Into<String>) -> Self {
+        ApiError::new(StatusCode::UNAUTHORIZED, "invalid_signature", message)
+            .with_ik_error("EINVALIDSIG")
+    }
+
     pub fn not_found(code: &'static str, message: impl Into<String>) -> Self {
         ApiError::new(StatusCode::NOT_FOUND, code, message)
     }

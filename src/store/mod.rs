@@ -233,6 +233,15 @@ impl Store {
         .await?
     }
 
+    /// Returns whether any record or variant still references the blob `hash`.
+    pub async fn blob_referenced(&self, hash: &str) -> Result<bool, StoreError> {
+        let index = self.index.clone();
+        let hash = hash.to_owned();
+        Ok(run_blocking(move || index.get_blob(&hash))
+            .await??
+            .is_some())
+    }
+
     /// Returns the key name when `key` is a valid API key.
     pub async fn authenticate(&self, key: &str) -> Result<Option<String>, StoreError> {
         let hash = hash_api_key(key);

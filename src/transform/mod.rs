@@ -11,6 +11,7 @@ pub mod parse;
 pub mod pipeline;
 pub mod plan;
 mod service;
+pub mod signing;
 
 pub use error::TransformError;
 pub use geometry::{plan_geometry, step_output_size, GeomOp, Limits};
