@@ -369,3 +369,138 @@ async fn signed_urls_accept_and_reject() {
         200
     );
 }
+
+#[tokio::test]
+async fn awkward_sources_per_manifest() {
+    let server = Server::start().await;
+    for name in [
+        "aspect-1x4000.png",
+        "aspect-4000x1.png",
+        "anim-97f-13x169.webp",
+        "png-palette-all-transparent.png",
+        "png16-rgb-trns-tbgn2c16.png",
+        "cmyk-adobe-plain-quadrants.jpg",
+        "png-1x1-interlaced-palette.png",
+    ] {
+        let (status, body) = server.upload_fixture(name).await;
+        assert_eq!(status, 201, "{name}: {body}");
+    }
+    let size = |bytes: &[u8]| {
+        let image = image_of(bytes);
+        (image.width(), image.height())
+    };
+
+    let tall = get(&server, "/aspect-1x4000.png?tr=h-100", "image/png").await;
+    assert_eq!(size(&tall.bytes().await.unwrap()), (1, 100));
+    // Enlarging to 50 px wide would make the other side 200 000 px.
+    let huge = get(&server, "/aspect-1x4000.png?tr=w-50", "image/png").await;
+    assert_eq!(huge.status(), 400);
+    let body: serde_json::Value = huge.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "limit_exceeded");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("max_output_side"),
+        "{body}"
+    );
+    let wide = get(&server, "/aspect-4000x1.png?tr=w-100", "image/png").await;
+    assert_eq!(size(&wide.bytes().await.unwrap()), (100, 1));
+
+    let response = get(&server, "/anim-97f-13x169.webp?tr=h-10", "image/webp").await;
+    assert_eq!(response.headers()["content-type"], "image/webp");
+    let bytes = response.bytes().await.unwrap();
+    let decoder = image::codecs::webp::WebPDecoder::new(std::io::Cursor::new(&bytes)).unwrap();
+    use image::AnimationDecoder;
+    let frames = decoder.into_frames().collect_frames().unwrap();
+    assert_eq!(frames.len(), 97);
+    assert_eq!(frames[0].buffer().dimensions(), (1, 10));
+
+    let clear = get(
+        &server,
+        "/png-palette-all-transparent.png?tr=w-100,f-png",
+        "*/*",
+    )
+    .await;
+    let image = image_of(&clear.bytes().await.unwrap()).to_rgba8();
+    assert_eq!(image.dimensions(), (100, 100));
+    assert!(
+        image.pixels().all(|p| p.0[3] == 0),
+        "every pixel stays transparent"
+    );
+    let flattened = get(
+        &server,
+        "/png-palette-all-transparent.png?tr=w-100,f-jpg",
+        "*/*",
+    )
+    .await;
+    let image = image_of(&flattened.bytes().await.unwrap()).to_rgb8();
+    let corner = image
+        .pixels()
+        .map(|p| p.0)
+        .min_by_key(|p| p.iter().map(|&c| c as u32).sum::<u32>())
+        .unwrap();
+    assert!(
+        image.pixels().all(|p| p.0.iter().all(|&c| c > 240)),
+        "JPEG flattens onto white, got {corner:?}"
+    );
+
+    let keyed = get(&server, "/png16-rgb-trns-tbgn2c16.png?tr=f-png", "*/*").await;
+    let image = image_of(&keyed.bytes().await.unwrap()).to_rgba8();
+    let transparent = image.pixels().filter(|p| p.0[3] == 0).count();
+    assert!(
+        (400..=500).contains(&transparent),
+        "{transparent} transparent pixels"
+    );
+
+    let cmyk = get(&server, "/cmyk-adobe-plain-quadrants.jpg?tr=f-png", "*/*").await;
+    let image = image_of(&cmyk.bytes().await.unwrap()).to_rgb8();
+    let cyan = image.get_pixel(16, 16).0;
+    assert!(
+        cyan[0] < 80 && cyan[1] > 150 && cyan[2] > 150,
+        "cyan quadrant {cyan:?}"
+    );
+    let white = image.get_pixel(48, 48).0;
+    assert!(white.iter().all(|&c| c > 230), "white quadrant {white:?}");
+
+    let dot = get(
+        &server,
+        "/png-1x1-interlaced-palette.png?tr=w-100",
+        "image/png",
+    )
+    .await;
+    assert_eq!(size(&dot.bytes().await.unwrap()), (100, 100));
+}
+
+#[tokio::test]
+async fn full_queue_answers_503() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("pool.toml");
+    std::fs::write(&config, "[transform]\nworkers = 1\nqueue = 0\n").unwrap();
+    let server = Server::start_with(&["--config", config.to_str().unwrap()]).await;
+    server.upload_fixture("orient-Landscape_1.jpg").await;
+    let requests: Vec<_> = (0..6)
+        .map(|n| {
+            // Distinct, slow plans so no request is served from the cache or shares a flight.
+            let request = server
+                .client
+                .get(server.url(&format!(
+                    "/orient-Landscape_1.jpg?tr=w-{},bl-20,f-png",
+                    900 + n
+                )))
+                .send();
+            tokio::spawn(request)
+        })
+        .collect();
+    let mut statuses = Vec::new();
+    for request in requests {
+        let response = request.await.unwrap().unwrap();
+        if response.status() == 503 {
+            assert_eq!(response.headers()["retry-after"], "1");
+        }
+        statuses.push(response.status().as_u16());
+    }
+    assert!(statuses.contains(&200), "{statuses:?}");
+    assert!(statuses.contains(&503), "{statuses:?}");
+    assert!(server.healthy().await);
+}

@@ -369,7 +369,10 @@ pub(super) fn encode(
     let mut encoder = jpeg_encoder::Encoder::new(&mut out, quality);
     encoder.set_sampling_factor(jpeg_encoder::SamplingFactor::R_4_4_4);
     encoder.set_progressive(progressive);
-    encoder.set_optimized_huffman_tables(true);
+    // NOTE: jpeg-encoder 0.7's optimised Huffman tables produce streams that zune-jpeg (the image
+    // crate's decoder) misreads in the last block row, although libjpeg reads them, so the
+    // standard tables are used at the cost of a few percent in size.
+    encoder.set_optimized_huffman_tables(false);
 
     // EXIF and XMP blocks that do not fit one APP segment are left out, because splitting them
     // (Extended XMP) is rarely worth it for a derived image.
