@@ -1,5 +1,5 @@
-//! Index entries of transformed variants. A variant's bytes are an ordinary blob (with a
-//! reference in `blobs_v1`), so a variant that happens to equal an upload never loses its file.
+//! Index entries of transformed variants. A variant's bytes are an ordinary blob counted in
+//! `blobs_v1` like an upload's, so deleting one never removes a file the other still uses.
 
 use redb::{ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 use serde::{Deserialize, Serialize};

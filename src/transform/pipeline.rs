@@ -28,7 +28,7 @@ pub struct Settings {
     pub auto_format: bool,
 }
 
-/// What the client accepts, for `f-auto`.
+/// Formats the client accepts, for `f-auto`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Accepts {
     /// AVIF may be sent: the client accepts it and the server allows AVIF under `f-auto`.

@@ -14,7 +14,7 @@ use super::TransformError;
 use crate::config::TransformConfig;
 use crate::store::{MediaRecord, Store, StoreError, VariantRecord};
 
-/// Why a variant could not be produced.
+/// Reasons a variant cannot be produced.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum TransformFailure {
     #[error(transparent)]
@@ -159,7 +159,7 @@ impl Transformer {
         &self.config.named
     }
 
-    /// What `f-auto` may pick for a request with this `Accept` header.
+    /// Returns the formats `f-auto` may pick for a request with this `Accept` header.
     pub fn accepts(&self, accept: &str) -> Accepts {
         Accepts {
             avif: self.config.auto_avif && accept.contains("image/avif"),
@@ -167,7 +167,7 @@ impl Transformer {
         }
     }
 
-    /// Whether the output format of `plan` depends on the `Accept` header.
+    /// Returns whether the output format of `plan` depends on the `Accept` header.
     pub fn negotiates(&self, plan: &Plan) -> bool {
         match plan.format() {
             None => self.config.auto_format,

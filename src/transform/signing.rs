@@ -1,6 +1,6 @@
-//! ImageKit's signed URLs: `ik-s` is the lowercase hex HMAC-SHA1, under the private key, of the
-//! URL after the endpoint (path and query without `ik-s`/`ik-t`, still percent-encoded as sent)
-//! followed by the expiry in Unix seconds, or `9999999999` when the URL has no `ik-t`.
+//! ImageKit's signed URLs. `ik-s` is the lowercase hex HMAC-SHA1, under the private key, of the
+//! URL after the endpoint followed by the expiry. The URL part keeps its query without `ik-s`
+//! and `ik-t`, percent-encoded as sent. The expiry is `ik-t` in Unix seconds, or `9999999999`.
 
 use hmac::{Hmac, Mac};
 use sha1::Sha1;
@@ -17,7 +17,7 @@ pub enum Signature {
     Absent,
 }
 
-/// Why a signed URL was rejected.
+/// Reasons a signed URL is rejected.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SignatureError {
     #[error(
@@ -41,12 +41,12 @@ pub fn verify(
 ) -> Result<Signature, SignatureError> {
     let mut signature = None;
     let mut expiry = None;
-    let mut kept: Vec<&str> = Vec::new();
+    let mut signed_pairs: Vec<&str> = Vec::new();
     for pair in query.split('&').filter(|pair| !pair.is_empty()) {
         match pair.split_once('=').map_or(pair, |(name, _)| name) {
             "ik-s" => signature = Some(pair.split_once('=').map_or("", |(_, value)| value)),
             "ik-t" => expiry = Some(pair.split_once('=').map_or("", |(_, value)| value)),
-            _ => kept.push(pair),
+            _ => signed_pairs.push(pair),
         }
     }
     let Some(signature) = signature else {
@@ -65,9 +65,9 @@ pub fn verify(
         }
     }
     let mut signed = path.trim_start_matches('/').to_owned();
-    if !kept.is_empty() {
+    if !signed_pairs.is_empty() {
         signed.push('?');
-        signed.push_str(&kept.join("&"));
+        signed.push_str(&signed_pairs.join("&"));
     }
     signed.push_str(expiry_text);
     let expected = sign(key, &signed);
