@@ -6,10 +6,11 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
-use tracing_subscriber::EnvFilter;
+use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, Overrides};
 use crate::http::AppState;
+use crate::ops::{self, Metrics};
 use crate::store::{self, Index, ProbeLimits, Store};
 
 #[derive(Debug, Parser)]
@@ -81,18 +82,6 @@ pub enum KeyCommand {
     },
 }
 
-/// Logs go to stderr, filtered by `RUST_LOG` (default `info`), so stdout stays free for output
-/// that scripts read, such as a new API key.
-pub fn init_tracing() {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        // Colour codes only help a person at a terminal; journald and log files get plain text.
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
-}
-
 pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Serve(args) => serve(args),
@@ -110,7 +99,10 @@ fn load_config(
         data_dir: common.data_dir.clone(),
         public_url,
     };
-    Config::load(common.config.as_deref(), &overrides)
+    let config = Config::load(common.config.as_deref(), &overrides)?;
+    // Logging starts here because its format and level come from the configuration.
+    ops::logging::init(&config.log)?;
+    Ok(config)
 }
 
 fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
@@ -128,6 +120,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
 }
 
 async fn serve_async(config: Config) -> anyhow::Result<()> {
+    tracing::info!(config = %ops::logging::redacted_config(&config), "effective configuration");
     let addr = config.listen_addr()?;
     let store = open_store(&config)?;
     ensure_first_key(store.index())?;
@@ -135,6 +128,16 @@ async fn serve_async(config: Config) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("failed to listen on {addr} (server.listen)"))?;
+    let metrics_listener = match config.metrics_listen_addr()? {
+        Some(metrics_addr) => {
+            let metrics_listener = tokio::net::TcpListener::bind(metrics_addr)
+                .await
+                .with_context(|| format!("failed to listen on {metrics_addr} (metrics.listen)"))?;
+            tracing::info!(listen = %metrics_listener.local_addr()?, "serving metrics");
+            Some(metrics_listener)
+        }
+        None => None,
+    };
     let storage = &config.storage;
     tracing::info!(
         listen = %listener.local_addr()?,
@@ -151,8 +154,35 @@ async fn serve_async(config: Config) -> anyhow::Result<()> {
     let state = AppState {
         config: Arc::new(config),
         store: Arc::new(store),
+        metrics: Arc::new(Metrics::new()),
     };
-    crate::http::server::run(listener, state, shutdown_signal()).await?;
+    let shutdown = CancellationToken::new();
+    let metrics_task = match metrics_listener {
+        Some(metrics_listener) => {
+            let state = state.clone();
+            let stop = shutdown.clone().cancelled_owned();
+            Some(tokio::spawn(ops::metrics_http::run_listener(
+                metrics_listener,
+                state,
+                stop,
+            )))
+        }
+        None => None,
+    };
+    let stop = shutdown.clone();
+    crate::http::server::run(listener, state, async move {
+        shutdown_signal().await;
+        stop.cancel();
+    })
+    .await?;
+    shutdown.cancel();
+    if let Some(task) = metrics_task {
+        match task.await {
+            Ok(Ok(())) => {}
+            Ok(Err(err)) => tracing::error!(error = %err, "metrics listener failed"),
+            Err(err) => tracing::error!(error = %err, "metrics listener task failed"),
+        }
+    }
     tracing::info!("server stopped; database closed");
     Ok(())
 }
