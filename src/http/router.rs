@@ -1,6 +1,6 @@
 //! The single place that shows a request's way through the server, in order:
-//! health and readiness checks → metrics → `/api` (authentication, then the media routes) →
-//! public delivery.
+//! health and readiness checks → metrics → the OpenAPI document → `/api` (authentication, then
+//! the media routes) → public delivery.
 
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response};
@@ -36,6 +36,9 @@ pub async fn route(
             "route_not_found",
             "/metrics is served on the metrics.listen address, not here",
         ));
+    }
+    if path == api::openapi::PATH {
+        return api::openapi::handle(request.method());
     }
     if path == "/api" || path.starts_with("/api/") {
         return api::handle(state, request).await;
