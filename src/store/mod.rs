@@ -97,12 +97,14 @@ impl Store {
     /// index. Blocks on disk I/O.
     pub fn open(data_dir: &Path, probe_limits: ProbeLimits) -> Result<Store, StoreError> {
         std::fs::create_dir_all(data_dir)?;
+        // The index first: its lock keeps a second process from clearing the temp files of a
+        // running server's uploads.
+        let index = Index::open(&data_dir.join(DB_FILE))?;
         let dirs = BlobDirs::new(data_dir);
         let removed = dirs.prepare()?;
         if removed > 0 {
             tracing::info!(removed, "removed temp files left by an interrupted upload");
         }
-        let index = Index::open(&data_dir.join(DB_FILE))?;
         let usage = Arc::new(Usage::from_totals(&index.totals()?));
         Ok(Store {
             data_dir: data_dir.to_path_buf(),
