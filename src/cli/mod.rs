@@ -1,5 +1,9 @@
 //! Command-line parsing and one function per command. Business logic lives in the library modules.
 
+mod gc;
+mod import;
+mod stats;
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -31,6 +35,12 @@ pub enum Command {
     /// Create, list and revoke API keys.
     #[command(subcommand)]
     Key(KeyCommand),
+    /// Import files and folders (recursively) into the store, skipping what is already stored.
+    Import(import::ImportArgs),
+    /// Remove blob files no record uses and leftover temp files, and report the bytes freed.
+    Gc(gc::GcArgs),
+    /// Print counts and bytes of media records, blobs, replication jobs and cached variants.
+    Stats(stats::StatsArgs),
 }
 
 /// Options every command that opens the data directory takes.
@@ -86,6 +96,9 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Serve(args) => serve(args),
         Command::Key(command) => key(command),
+        Command::Import(args) => import::run(args),
+        Command::Gc(args) => gc::run(args),
+        Command::Stats(args) => stats::run(args),
     }
 }
 

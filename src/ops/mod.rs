@@ -1,10 +1,14 @@
-//! Operations: readiness, metrics, log setup and free disk space.
+//! Operations: readiness, metrics, log setup, free disk space, and the store tools behind
+//! `kura import`, `kura gc` and `kura stats`.
 
 pub mod counting;
 pub mod disk;
+pub mod gc;
 pub mod health;
+pub mod import;
 pub mod logging;
 pub mod metrics;
 pub mod metrics_http;
+pub mod stats;
 
 pub use metrics::Metrics;
