@@ -151,9 +151,10 @@ async fn serve_async(config: Config) -> anyhow::Result<()> {
         }
         None => None,
     };
+    let local_addr = listener.local_addr()?;
     let storage = &config.storage;
     tracing::info!(
-        listen = %listener.local_addr()?,
+        listen = %local_addr,
         data_dir = %storage.data_dir.display(),
         public_url = %config.server.public_url,
         max_upload_bytes = storage.max_upload_bytes,
@@ -183,8 +184,10 @@ async fn serve_async(config: Config) -> anyhow::Result<()> {
         None => None,
     };
     let stop = shutdown.clone();
+    ops::systemd::notify_ready(&local_addr.to_string());
     crate::http::server::run(listener, state, async move {
         shutdown_signal().await;
+        ops::systemd::notify_stopping();
         stop.cancel();
     })
     .await?;

@@ -10,5 +10,6 @@ pub mod logging;
 pub mod metrics;
 pub mod metrics_http;
 pub mod stats;
+pub mod systemd;
 
 pub use metrics::Metrics;
