@@ -198,7 +198,7 @@ async fn store_batch(
 fn ensure_disk_space(state: &AppState) -> Result<(), ApiError> {
     let required = state.config.storage.min_free_bytes;
     match disk::ensure_free(state.store.data_dir(), required) {
-        Ok(_) => Ok(()),
+        Ok(()) => Ok(()),
         Err(SpaceCheckError::Low(low)) => Err(ApiError::insufficient_storage(format!(
             "the server is low on disk space and stores no uploads now: {low}; nothing was stored"
         ))),
