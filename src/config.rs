@@ -19,6 +19,8 @@ pub struct Config {
     pub storage: StorageConfig,
     pub ipfs: IpfsConfig,
     pub transform: TransformConfig,
+    pub metrics: MetricsConfig,
+    pub log: LogConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -49,6 +51,9 @@ pub struct StorageConfig {
     pub max_source_pixels: u64,
     /// Most frames accepted in an animated image.
     pub max_frames: u32,
+    /// Free bytes the data directory's filesystem must keep: below it uploads get 507 and
+    /// `/readyz` reports not ready.
+    pub min_free_bytes: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -58,6 +63,42 @@ pub struct IpfsConfig {
     pub enabled: bool,
     /// Base URL of the node's RPC API.
     pub api_url: String,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// Separate socket address for `GET /metrics`; empty serves it on `server.listen`.
+    pub listen: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// Line format on stderr.
+    pub format: LogFormat,
+    /// `tracing` filter directives such as `info` or `kura=debug,hyper=warn`; `RUST_LOG` wins
+    /// when it is set.
+    pub level: String,
+}
+
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// One readable line per event.
+    #[default]
+    Human,
+    /// One JSON object per line, for log shippers.
+    Json,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            format: LogFormat::Human,
+            level: "info".to_owned(),
+        }
+    }
 }
 
 impl Default for ServerConfig {
@@ -80,6 +121,7 @@ impl Default for StorageConfig {
             max_batch_files: 50,
             max_source_pixels: 100_000_000,
             max_frames: 1000,
+            min_free_bytes: 1 << 30,
         }
     }
 }
@@ -232,7 +274,28 @@ impl Config {
         if self.storage.data_dir.as_os_str().is_empty() {
             bail!("storage.data_dir must not be empty");
         }
+        self.metrics_listen_addr()?;
+        if let Err(err) = tracing_subscriber::EnvFilter::try_new(&self.log.level) {
+            bail!(
+                "log.level must be tracing filter directives such as \"info\" or \"kura=debug\", got {:?}: {err}",
+                self.log.level
+            );
+        }
         Ok(())
+    }
+
+    /// Returns the separate metrics address, or `None` when `/metrics` shares `server.listen`.
+    pub fn metrics_listen_addr(&self) -> anyhow::Result<Option<SocketAddr>> {
+        let listen = self.metrics.listen.trim();
+        if listen.is_empty() {
+            return Ok(None);
+        }
+        let addr = listen.parse().with_context(|| {
+            format!(
+                "metrics.listen must be empty or an IP address and port such as 127.0.0.1:9090, got {listen:?}"
+            )
+        })?;
+        Ok(Some(addr))
     }
 
     pub fn listen_addr(&self) -> anyhow::Result<SocketAddr> {
@@ -259,7 +322,11 @@ mod tests {
         assert_eq!(config.storage.max_batch_files, 50);
         assert_eq!(config.storage.max_source_pixels, 100_000_000);
         assert_eq!(config.storage.max_frames, 1000);
+        assert_eq!(config.storage.min_free_bytes, 1 << 30);
         assert!(!config.ipfs.enabled);
+        assert_eq!(config.metrics.listen, "");
+        assert_eq!(config.log.format, LogFormat::Human);
+        assert_eq!(config.log.level, "info");
     }
 
     #[test]
@@ -304,5 +371,29 @@ mod tests {
         config.server.listen = "localhost".into();
         let message = format!("{:#}", config.validate().unwrap_err());
         assert!(message.contains("server.listen"), "{message}");
+    }
+
+    #[test]
+    fn invalid_metrics_listen_is_rejected() {
+        let mut config = Config::default();
+        config.metrics.listen = "metrics:9090".into();
+        let message = format!("{:#}", config.validate().unwrap_err());
+        assert!(message.contains("metrics.listen"), "{message}");
+        assert!(message.contains("metrics:9090"), "{message}");
+    }
+
+    #[test]
+    fn log_settings_parse_and_validate() {
+        let mut config =
+            Config::from_toml("[log]\nformat = \"json\"\nlevel = \"kura=debug,warn\"\n").unwrap();
+        assert_eq!(config.log.format, LogFormat::Json);
+        config.validate().unwrap();
+
+        let err = Config::from_toml("[log]\nformat = \"xml\"\n").unwrap_err();
+        assert!(format!("{err:#}").contains("xml"), "{err:#}");
+
+        config.log.level = "kura=loud".into();
+        let message = format!("{:#}", config.validate().unwrap_err());
+        assert!(message.contains("log.level"), "{message}");
     }
 }

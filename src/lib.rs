@@ -8,6 +8,7 @@ pub mod config;
 pub mod delivery;
 pub mod http;
 pub mod ipfs;
+pub mod ops;
 pub mod store;
 pub mod transform;
 

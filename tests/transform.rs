@@ -240,6 +240,13 @@ async fn single_flight_computes_once() {
     }
     assert_eq!(misses, 1, "eight identical requests, one computation");
     assert_eq!(etags.len(), 1);
+    let metrics = server.metrics().await;
+    assert_eq!(metrics["kura_transform_cache_misses_total"], 1.0);
+    assert_eq!(metrics["kura_transform_cache_hits_total"], 7.0);
+    assert_eq!(
+        metrics["kura_transform_outputs_total{format=\"jpeg\"}"],
+        1.0
+    );
 }
 
 #[tokio::test]
@@ -263,6 +270,9 @@ async fn cache_evicts_least_recently_used() {
     // The newest variant is still cached; the oldest was evicted and is computed again.
     assert_eq!(fetch(64).await.headers()["x-cache"], "hit");
     assert_eq!(fetch(60).await.headers()["x-cache"], "miss");
+    let metrics = server.metrics().await;
+    assert!(metrics["kura_transform_cache_evictions_total"] >= 1.0);
+    assert!(metrics["kura_transform_cache_bytes"] <= 2500.0);
 }
 
 #[tokio::test]

@@ -1,6 +1,7 @@
 //! The media API under `/api`: Bearer authentication, the API version header and the routes.
 
 mod media;
+pub mod openapi;
 mod upload;
 
 use hyper::body::Incoming;

@@ -97,6 +97,15 @@ impl ApiError {
             .with_header(RETRY_AFTER, &retry_after_secs.to_string())
     }
 
+    /// Builds the 507 error for an upload refused because the disk is nearly full.
+    pub fn insufficient_storage(message: impl Into<String>) -> Self {
+        ApiError::new(
+            StatusCode::INSUFFICIENT_STORAGE,
+            "insufficient_storage",
+            message,
+        )
+    }
+
     pub fn internal(message: impl Into<String>) -> Self {
         ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", message)
     }
@@ -239,6 +248,7 @@ pub fn json_response(status: JsonStatus, value: &serde_json::Value) -> Response<
         JsonStatus::Ok => StatusCode::OK,
         JsonStatus::Created => StatusCode::CREATED,
         JsonStatus::MultiStatus => StatusCode::MULTI_STATUS,
+        JsonStatus::ServiceUnavailable => StatusCode::SERVICE_UNAVAILABLE,
     };
     response
         .headers_mut()
@@ -252,6 +262,8 @@ pub enum JsonStatus {
     Ok,
     Created,
     MultiStatus,
+    /// For bodies that describe why the service cannot work, such as a failed readiness check.
+    ServiceUnavailable,
 }
 
 #[cfg(test)]

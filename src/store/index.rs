@@ -20,7 +20,7 @@ use super::StoreError;
 pub const SCHEMA_VERSION: u64 = 1;
 
 /// Media id (UUID text) → `MediaRecord` as JSON.
-const MEDIA: TableDefinition<&str, &[u8]> = TableDefinition::new("media_v1");
+pub(super) const MEDIA: TableDefinition<&str, &[u8]> = TableDefinition::new("media_v1");
 /// Stored file name → media id; an empty id marks a retired name that is never handed out again.
 const NAMES: TableDefinition<&str, &str> = TableDefinition::new("media_names_v1");
 /// Upload sequence number (grows with upload time) → media id.
@@ -28,7 +28,7 @@ const LISTING: TableDefinition<u64, &str> = TableDefinition::new("media_listing_
 /// Node of the count tree over sequence numbers → live records below that node.
 const LISTING_COUNTS: TableDefinition<u64, u64> = TableDefinition::new("media_listing_counts_v1");
 /// Blob hash → `BlobRecord` as JSON.
-const BLOBS: TableDefinition<&str, &[u8]> = TableDefinition::new("blobs_v1");
+pub(super) const BLOBS: TableDefinition<&str, &[u8]> = TableDefinition::new("blobs_v1");
 /// API key name → `ApiKeyRecord` as JSON.
 const API_KEYS: TableDefinition<&str, &[u8]> = TableDefinition::new("api_keys_v1");
 /// BLAKE3 hash of an API key → key name.
@@ -107,7 +107,7 @@ pub struct Deleted {
 }
 
 pub struct Index {
-    db: Database,
+    pub(super) db: Database,
 }
 
 pub(super) fn db_err(err: impl std::fmt::Display) -> StoreError {

@@ -7,9 +7,12 @@
 //! orphan file that no record names, never a record without its file.
 
 pub mod blobs;
+pub mod imports;
 pub mod index;
+pub mod inventory;
 pub mod names;
 pub mod probe;
+pub mod usage;
 pub mod variants;
 
 use std::path::{Path, PathBuf};
@@ -18,8 +21,11 @@ use std::sync::Arc;
 use tokio::sync::Mutex;
 
 pub use blobs::{BlobDirs, BlobWriter, StagedBlob};
+pub use imports::ImportSource;
 pub use index::{ApiKeyRecord, Deleted, Index, MediaRecord, NewMedia};
+pub use inventory::IndexTotals;
 pub use probe::{MediaInfo, MediaType, ProbeError, ProbeLimits};
+pub use usage::{Usage, UsageSnapshot};
 pub use variants::VariantRecord;
 
 /// Name of the database file inside the data directory.
@@ -85,6 +91,7 @@ pub struct Store {
     index: Arc<Index>,
     probe_limits: ProbeLimits,
     stripes: Vec<Mutex<()>>,
+    usage: Arc<Usage>,
 }
 
 impl Store {
@@ -92,18 +99,22 @@ impl Store {
     /// index. Blocks on disk I/O.
     pub fn open(data_dir: &Path, probe_limits: ProbeLimits) -> Result<Store, StoreError> {
         std::fs::create_dir_all(data_dir)?;
+        // The index first: its lock keeps a second process from clearing the temp files of a
+        // running server's uploads.
+        let index = Index::open(&data_dir.join(DB_FILE))?;
         let dirs = BlobDirs::new(data_dir);
         let removed = dirs.prepare()?;
         if removed > 0 {
             tracing::info!(removed, "removed temp files left by an interrupted upload");
         }
-        let index = Index::open(&data_dir.join(DB_FILE))?;
+        let usage = Arc::new(Usage::from_totals(&index.totals()?));
         Ok(Store {
             data_dir: data_dir.to_path_buf(),
             dirs,
             index: Arc::new(index),
             probe_limits,
             stripes: (0..LOCK_STRIPES).map(|_| Mutex::new(())).collect(),
+            usage,
         })
     }
 
@@ -113,6 +124,11 @@ impl Store {
 
     pub fn index(&self) -> &Arc<Index> {
         &self.index
+    }
+
+    /// Current counts of records and blobs, for metrics.
+    pub fn usage(&self) -> UsageSnapshot {
+        self.usage.snapshot()
     }
 
     pub fn blob_path(&self, hash: &str) -> PathBuf {
@@ -183,9 +199,14 @@ impl Store {
         let _guard = self.stripe(&staged.hash).lock().await;
         let dirs = self.dirs.clone();
         let index = self.index.clone();
+        let usage = self.usage.clone();
         let record = run_blocking(move || {
+            // The stripe lock keeps this answer true until the insert below commits.
+            let new_blob = index.get_blob(&staged.hash)?.is_none();
             dirs.place(staged)?;
-            index.insert_media(new)
+            let record = index.insert_media(new)?;
+            usage.add_media(new_blob.then_some(record.size));
+            Ok::<_, StoreError>(record)
         })
         .await??;
         Ok(record)
@@ -221,10 +242,13 @@ impl Store {
         let dirs = self.dirs.clone();
         let index = self.index.clone();
         let id = id.to_owned();
+        let usage = self.usage.clone();
         run_blocking(move || {
             let Some(deleted) = index.delete_media(&id)? else {
                 return Ok(None);
             };
+            let freed = deleted.blob_unreferenced.then_some(deleted.record.size);
+            usage.remove_media(freed);
             if deleted.blob_unreferenced {
                 dirs.remove(&deleted.record.hash)?;
             }

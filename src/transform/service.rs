@@ -12,6 +12,7 @@ use super::pipeline::{self, Accepts, PipelineError, Settings};
 use super::plan::{OutputFormat, Plan};
 use super::TransformError;
 use crate::config::TransformConfig;
+use crate::ops::Metrics;
 use crate::store::{MediaRecord, Store, StoreError, VariantRecord};
 
 /// Reasons a variant cannot be produced.
@@ -111,6 +112,7 @@ pub struct Transformer {
     lru: Mutex<Lru>,
     computations: AtomicU64,
     evictions: AtomicU64,
+    metrics: Arc<Metrics>,
 }
 
 impl Transformer {
@@ -120,6 +122,7 @@ impl Transformer {
         config: TransformConfig,
         max_source_pixels: u64,
         max_frames: u32,
+        metrics: Arc<Metrics>,
     ) -> Result<Transformer, StoreError> {
         let worker_count = if config.workers == 0 {
             std::thread::available_parallelism().map_or(1, |n| n.get())
@@ -132,6 +135,7 @@ impl Transformer {
         for (key, record) in existing {
             lru.touch(&key, record.size);
         }
+        metrics.set_cache_bytes(lru.bytes);
         Ok(Transformer {
             settings: Settings {
                 limits: super::Limits {
@@ -152,6 +156,7 @@ impl Transformer {
             lru: Mutex::new(lru),
             computations: AtomicU64::new(0),
             evictions: AtomicU64::new(0),
+            metrics,
         })
     }
 
@@ -198,6 +203,7 @@ impl Transformer {
     ) -> Result<Variant, TransformFailure> {
         let key = self.cache_key(source, plan, accepts);
         if let Some(record) = self.cached(&key).await? {
+            self.metrics.record_cache_hit();
             return Ok(Variant {
                 record,
                 cache_hit: true,
@@ -220,10 +226,15 @@ impl Transformer {
             self.flights.lock().expect("flight lock").remove(&key);
         }
         let record = result?;
-        Ok(Variant {
-            record,
-            cache_hit: !computed_here.load(Ordering::Relaxed),
-        })
+        let cache_hit = !computed_here.load(Ordering::Relaxed);
+        if cache_hit {
+            self.metrics.record_cache_hit();
+        } else {
+            self.metrics.record_cache_miss();
+            self.metrics
+                .record_transform_output(record.mime.trim_start_matches("image/"));
+        }
+        Ok(Variant { record, cache_hit })
     }
 
     fn cache_key(&self, source: &MediaRecord, plan: &Plan, accepts: Accepts) -> String {
@@ -308,7 +319,9 @@ impl Transformer {
         let evicted = {
             let mut lru = self.lru.lock().expect("LRU lock");
             lru.touch(key, record.size);
-            lru.evict_to(self.config.cache_max_bytes)
+            let evicted = lru.evict_to(self.config.cache_max_bytes);
+            self.metrics.set_cache_bytes(lru.bytes);
+            evicted
         };
         if !evicted.is_empty() {
             self.evict(evicted).await;
@@ -323,13 +336,16 @@ impl Transformer {
         let queued = self.queued.fetch_add(1, Ordering::SeqCst);
         if queued >= self.config.queue {
             self.queued.fetch_sub(1, Ordering::SeqCst);
+            self.metrics.record_transform_queue_rejection();
             return Err(TransformFailure::Busy {
                 workers: self.worker_count,
                 queued,
             });
         }
+        self.metrics.set_transform_queue_depth(queued as u64 + 1);
         let permit = self.workers.clone().acquire_owned().await;
-        self.queued.fetch_sub(1, Ordering::SeqCst);
+        let left = self.queued.fetch_sub(1, Ordering::SeqCst) - 1;
+        self.metrics.set_transform_queue_depth(left as u64);
         permit.map_err(|_| TransformFailure::Internal("the transformation pool is closed".into()))
     }
 
@@ -340,6 +356,9 @@ impl Transformer {
         match removed {
             Ok(Ok(released)) => {
                 self.evictions.fetch_add(count, Ordering::Relaxed);
+                for _ in 0..count {
+                    self.metrics.record_cache_eviction();
+                }
                 self.remove_blobs(released).await;
             }
             Ok(Err(err)) => tracing::error!(error = %err, "failed to evict variants"),
@@ -370,6 +389,7 @@ impl Transformer {
             for key in &keys {
                 lru.remove(key);
             }
+            self.metrics.set_cache_bytes(lru.bytes);
         }
         let index = self.store.index().clone();
         match tokio::task::spawn_blocking(move || index.remove_variants(&keys)).await {
