@@ -18,6 +18,9 @@ pub struct Config {
     pub server: ServerConfig,
     pub storage: StorageConfig,
     pub ipfs: IpfsConfig,
+    pub transform: TransformConfig,
+    pub metrics: MetricsConfig,
+    pub log: LogConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -48,6 +51,9 @@ pub struct StorageConfig {
     pub max_source_pixels: u64,
     /// Most frames accepted in an animated image.
     pub max_frames: u32,
+    /// Free bytes the data directory's filesystem must keep: below it uploads get 507 and
+    /// `/readyz` reports not ready.
+    pub min_free_bytes: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -75,6 +81,42 @@ pub struct IpfsConfig {
     pub unpin_on_delete: bool,
 }
 
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// Separate socket address for `GET /metrics`; empty serves it on `server.listen`.
+    pub listen: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// Line format on stderr.
+    pub format: LogFormat,
+    /// `tracing` filter directives such as `info` or `kura=debug,hyper=warn`; `RUST_LOG` wins
+    /// when it is set.
+    pub level: String,
+}
+
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// One readable line per event.
+    #[default]
+    Human,
+    /// One JSON object per line, for log shippers.
+    Json,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            format: LogFormat::Human,
+            level: "info".to_owned(),
+        }
+    }
+}
+
 impl Default for ServerConfig {
     fn default() -> Self {
         ServerConfig {
@@ -95,6 +137,7 @@ impl Default for StorageConfig {
             max_batch_files: 50,
             max_source_pixels: 100_000_000,
             max_frames: 1000,
+            min_free_bytes: 1 << 30,
         }
     }
 }
@@ -112,6 +155,53 @@ impl Default for IpfsConfig {
             retry_initial_secs: 5,
             retry_max_secs: 3600,
             unpin_on_delete: true,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct TransformConfig {
+    /// Whether `f-auto` may answer with AVIF when the client accepts it (ImageKit's default is off).
+    pub auto_avif: bool,
+    /// Whether a URL without `f` behaves as `f-auto`; when false it keeps the source format.
+    pub auto_format: bool,
+    /// Quality of lossy output when the URL gives no `q`, 1 to 100.
+    pub default_quality: u8,
+    /// Largest output image, in pixels.
+    pub max_output_pixels: u64,
+    /// Longest output side, in pixels.
+    pub max_output_side: u32,
+    /// Bytes of transformed variants kept on disk; the least recently used go first.
+    pub cache_max_bytes: u64,
+    /// Transformations running at once; 0 means one per CPU core.
+    pub workers: usize,
+    /// Transformations waiting for a worker before new ones get 503.
+    pub queue: usize,
+    /// ImageKit-style private key that checks `ik-s` URL signatures; unset means signed URLs
+    /// are rejected.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signing_key: Option<String>,
+    /// Whether transformation URLs without a valid `ik-s` signature get 401.
+    pub require_signed: bool,
+    /// Named transformations usable as `n-NAME`, e.g. `thumb = "w-120,h-80"`.
+    pub named: std::collections::BTreeMap<String, String>,
+}
+
+impl Default for TransformConfig {
+    fn default() -> Self {
+        TransformConfig {
+            auto_avif: false,
+            auto_format: true,
+            default_quality: 80,
+            max_output_pixels: 100_000_000,
+            max_output_side: 16_383,
+            cache_max_bytes: 10 << 30,
+            workers: 0,
+            queue: 64,
+            signing_key: None,
+            require_signed: false,
+            named: std::collections::BTreeMap::new(),
         }
     }
 }
@@ -186,11 +276,51 @@ impl Config {
         if self.storage.max_frames == 0 {
             bail!("storage.max_frames must be at least 1");
         }
+        if !(1..=100).contains(&self.transform.default_quality) {
+            bail!(
+                "transform.default_quality must be from 1 to 100, got {}",
+                self.transform.default_quality
+            );
+        }
+        if self.transform.max_output_side == 0 || self.transform.max_output_pixels == 0 {
+            bail!("transform.max_output_side and transform.max_output_pixels must be at least 1");
+        }
+        if self.transform.require_signed
+            && self
+                .transform
+                .signing_key
+                .as_deref()
+                .unwrap_or("")
+                .is_empty()
+        {
+            bail!("transform.require_signed = true needs transform.signing_key");
+        }
         if self.storage.data_dir.as_os_str().is_empty() {
             bail!("storage.data_dir must not be empty");
         }
+        self.metrics_listen_addr()?;
+        if let Err(err) = tracing_subscriber::EnvFilter::try_new(&self.log.level) {
+            bail!(
+                "log.level must be tracing filter directives such as \"info\" or \"kura=debug\", got {:?}: {err}",
+                self.log.level
+            );
+        }
         self.ipfs.validate()?;
         Ok(())
+    }
+
+    /// Returns the separate metrics address, or `None` when `/metrics` shares `server.listen`.
+    pub fn metrics_listen_addr(&self) -> anyhow::Result<Option<SocketAddr>> {
+        let listen = self.metrics.listen.trim();
+        if listen.is_empty() {
+            return Ok(None);
+        }
+        let addr = listen.parse().with_context(|| {
+            format!(
+                "metrics.listen must be empty or an IP address and port such as 127.0.0.1:9090, got {listen:?}"
+            )
+        })?;
+        Ok(Some(addr))
     }
 
     pub fn listen_addr(&self) -> anyhow::Result<SocketAddr> {
@@ -217,7 +347,11 @@ mod tests {
         assert_eq!(config.storage.max_batch_files, 50);
         assert_eq!(config.storage.max_source_pixels, 100_000_000);
         assert_eq!(config.storage.max_frames, 1000);
+        assert_eq!(config.storage.min_free_bytes, 1 << 30);
         assert!(!config.ipfs.enabled);
+        assert_eq!(config.metrics.listen, "");
+        assert_eq!(config.log.format, LogFormat::Human);
+        assert_eq!(config.log.level, "info");
     }
 
     #[test]
@@ -262,5 +396,29 @@ mod tests {
         config.server.listen = "localhost".into();
         let message = format!("{:#}", config.validate().unwrap_err());
         assert!(message.contains("server.listen"), "{message}");
+    }
+
+    #[test]
+    fn invalid_metrics_listen_is_rejected() {
+        let mut config = Config::default();
+        config.metrics.listen = "metrics:9090".into();
+        let message = format!("{:#}", config.validate().unwrap_err());
+        assert!(message.contains("metrics.listen"), "{message}");
+        assert!(message.contains("metrics:9090"), "{message}");
+    }
+
+    #[test]
+    fn log_settings_parse_and_validate() {
+        let mut config =
+            Config::from_toml("[log]\nformat = \"json\"\nlevel = \"kura=debug,warn\"\n").unwrap();
+        assert_eq!(config.log.format, LogFormat::Json);
+        config.validate().unwrap();
+
+        let err = Config::from_toml("[log]\nformat = \"xml\"\n").unwrap_err();
+        assert!(format!("{err:#}").contains("xml"), "{err:#}");
+
+        config.log.level = "kura=loud".into();
+        let message = format!("{:#}", config.validate().unwrap_err());
+        assert!(message.contains("log.level"), "{message}");
     }
 }

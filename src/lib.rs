@@ -8,6 +8,8 @@ pub mod config;
 pub mod delivery;
 pub mod http;
 pub mod ipfs;
+pub mod ops;
 pub mod store;
+pub mod transform;
 
 pub use http::server::{run, AppState};

@@ -1,4 +1,5 @@
-//! Entry point: parse the command line, set up logging and hand over to `kura::cli`.
+//! Entry point: parse the command line and hand over to `kura::cli`, which sets up logging once
+//! the configuration is loaded.
 #![forbid(unsafe_code)]
 
 use std::process::ExitCode;
@@ -7,7 +8,6 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     let cli = kura::cli::Cli::parse();
-    kura::cli::init_tracing();
     match kura::cli::dispatch(cli) {
         Ok(code) => code,
         Err(err) => {

@@ -215,21 +215,6 @@ async fn unicode_name_round_trips() {
 }
 
 #[tokio::test]
-async fn transformations_are_rejected_not_ignored() {
-    let server = Server::start().await;
-    let (path, _, _) = uploaded(&server, "rocket.jpg").await;
-    let response = server
-        .client
-        .get(server.url(&format!("{path}?tr=w-100")))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 400);
-    let body: serde_json::Value = response.json().await.unwrap();
-    assert!(body["error"]["message"].as_str().unwrap().contains("w-100"));
-}
-
-#[tokio::test]
 async fn healthz_answers() {
     let server = Server::start().await;
     let response = server

@@ -354,6 +354,19 @@ async fn ten_mib_upload_is_pinned_within_seconds() {
     assert_eq!(data["jobs"]["pinned"], 1, "{data}");
     assert_eq!(data["jobs"]["pending"], 0, "{data}");
     assert_eq!(data["cid"]["chunkSize"], 262_144);
+
+    let metrics = server
+        .client
+        .get(server.url("/metrics"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(metrics.status(), 200);
+    let text = metrics.text().await.unwrap();
+    assert!(
+        text.contains("kura_replication_jobs{state=\"pinned\"} 1"),
+        "{text}"
+    );
 }
 
 #[tokio::test]

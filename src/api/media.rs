@@ -69,6 +69,10 @@ pub async fn delete(state: &AppState, id: &str) -> Result<Response<Body>, ApiErr
         .await?
         .ok_or_else(|| media_not_found(id))?;
     tracing::info!(media_id = %record.id, hash = %record.hash, file_name = %record.file_name, "media deleted");
+    if !state.store.blob_referenced(&record.hash).await? {
+        // The last record of this content is gone, so its variants can never be requested again.
+        state.transformer.purge_source(&record.hash).await;
+    }
     Ok(json_response(
         JsonStatus::Ok,
         &json!({ "success": true, "message": "Media file deleted successfully" }),

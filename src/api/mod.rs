@@ -2,6 +2,7 @@
 
 mod ipfs;
 mod media;
+pub mod openapi;
 mod upload;
 
 use hyper::body::Incoming;

@@ -13,6 +13,7 @@ use serde_json::json;
 use super::MediaItem;
 use crate::http::error::{json_response, JsonStatus};
 use crate::http::{ApiError, AppState, Body};
+use crate::ops::disk::{self, SpaceCheckError};
 use crate::store::{StagedBlob, UploadError};
 
 /// Room for multipart headers, boundaries and the text fields around the file bytes.
@@ -25,6 +26,18 @@ pub async fn single(
     state: &AppState,
     request: Request<Incoming>,
 ) -> Result<Response<Body>, ApiError> {
+    let result = store_single(state, request).await;
+    if let Err(err) = &result {
+        count_rejection(state, err);
+    }
+    result
+}
+
+async fn store_single(
+    state: &AppState,
+    request: Request<Incoming>,
+) -> Result<Response<Body>, ApiError> {
+    ensure_disk_space(state)?;
     let limit = state.config.storage.max_upload_bytes;
     let mut multipart = open_multipart(request, limit.saturating_add(MULTIPART_OVERHEAD))?;
 
@@ -57,6 +70,7 @@ pub async fn single(
     };
     let name = file_name.unwrap_or(part_name);
     let record = state.store.commit_upload(staged, &name, alt).await?;
+    state.metrics.record_upload(record.size);
     tracing::info!(media_id = %record.id, hash = %record.hash, size = record.size,
         mime = record.media_type.mime(), "media uploaded");
     let item = MediaItem::new(&record, &state.config.server.public_url);
@@ -73,6 +87,18 @@ pub async fn batch(
     state: &AppState,
     request: Request<Incoming>,
 ) -> Result<Response<Body>, ApiError> {
+    let result = store_batch(state, request).await;
+    if let Err(err) = &result {
+        count_rejection(state, err);
+    }
+    result
+}
+
+async fn store_batch(
+    state: &AppState,
+    request: Request<Incoming>,
+) -> Result<Response<Body>, ApiError> {
+    ensure_disk_space(state)?;
     let storage = &state.config.storage;
     let max_files = storage.max_batch_files;
     let whole_limit = storage
@@ -123,12 +149,16 @@ pub async fn batch(
         };
         match outcome {
             Ok(record) => {
+                state.metrics.record_upload(record.size);
                 tracing::info!(media_id = %record.id, hash = %record.hash, size = record.size,
                     mime = record.media_type.mime(), "media uploaded in batch");
                 records.push(record);
             }
             Err(err) if err.status().is_server_error() => return Err(err),
-            Err(err) => failures.push((name, err)),
+            Err(err) => {
+                count_rejection(state, &err);
+                failures.push((name, err));
+            }
         }
     }
 
@@ -161,6 +191,26 @@ pub async fn batch(
         status,
         &json!({ "success": true, "data": data }),
     ))
+}
+
+/// Rejects an upload before its body is read when the data directory's filesystem has less than
+/// `storage.min_free_bytes` free, so a nearly full disk never receives a partial temp file.
+fn ensure_disk_space(state: &AppState) -> Result<(), ApiError> {
+    let required = state.config.storage.min_free_bytes;
+    match disk::ensure_free(state.store.data_dir(), required) {
+        Ok(()) => Ok(()),
+        Err(SpaceCheckError::Low(low)) => Err(ApiError::insufficient_storage(format!(
+            "the server is low on disk space and stores no uploads now: {low}; nothing was stored"
+        ))),
+        Err(err @ SpaceCheckError::Io { .. }) => Err(ApiError::internal(err.to_string())),
+    }
+}
+
+/// Counts a refused upload in the metrics; server faults are not refusals and are left out.
+fn count_rejection(state: &AppState, err: &ApiError) {
+    if err.status().is_client_error() || err.code() == "insufficient_storage" {
+        state.metrics.record_upload_rejection(err.code());
+    }
 }
 
 fn open_multipart(

@@ -1,15 +1,19 @@
 //! Command-line parsing and one function per command. Business logic lives in the library modules.
 
+mod gc;
+mod import;
+mod stats;
+
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
-use tracing_subscriber::EnvFilter;
+use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, Overrides};
 use crate::http::AppState;
+use crate::ops;
 use crate::store::{self, Index, ProbeLimits, Store};
 
 #[derive(Debug, Parser)]
@@ -30,6 +34,12 @@ pub enum Command {
     /// Create, list and revoke API keys.
     #[command(subcommand)]
     Key(KeyCommand),
+    /// Import files and folders (recursively) into the store, skipping what is already stored.
+    Import(import::ImportArgs),
+    /// Remove blob files no record uses and leftover temp files, and report the bytes freed.
+    Gc(gc::GcArgs),
+    /// Print counts and bytes of media records, blobs, replication jobs and cached variants.
+    Stats(stats::StatsArgs),
     /// Rehash every stored blob and report missing or corrupt ones; exits 1 unless all are intact.
     Verify(VerifyArgs),
 }
@@ -92,27 +102,18 @@ pub enum KeyCommand {
     },
 }
 
-/// Logs go to stderr, filtered by `RUST_LOG` (default `info`), so stdout stays free for output
-/// that scripts read, such as a new API key.
-pub fn init_tracing() {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        // Colour codes only help a person at a terminal; journald and log files get plain text.
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
-}
-
 pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Serve(args) => serve(args),
         Command::Key(command) => key(command),
         Command::Verify(args) => crate::ipfs::cli::verify(args),
+        Command::Import(args) => import::run(args),
+        Command::Gc(args) => gc::run(args),
+        Command::Stats(args) => stats::run(args),
     }
 }
 
-fn load_config(
+pub(crate) fn load_config(
     common: &ConfigArgs,
     listen: Option<String>,
     public_url: Option<String>,
@@ -122,7 +123,10 @@ fn load_config(
         data_dir: common.data_dir.clone(),
         public_url,
     };
-    Config::load(common.config.as_deref(), &overrides)
+    let config = Config::load(common.config.as_deref(), &overrides)?;
+    // Logging starts here because its format and level come from the configuration.
+    ops::logging::init(&config.log)?;
+    Ok(config)
 }
 
 fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
@@ -140,6 +144,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
 }
 
 async fn serve_async(config: Config) -> anyhow::Result<()> {
+    tracing::info!(config = %ops::logging::redacted_config(&config), "effective configuration");
     let addr = config.listen_addr()?;
     let store = open_store(&config)?;
     ensure_first_key(store.index())?;
@@ -147,9 +152,20 @@ async fn serve_async(config: Config) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("failed to listen on {addr} (server.listen)"))?;
+    let metrics_listener = match config.metrics_listen_addr()? {
+        Some(metrics_addr) => {
+            let metrics_listener = tokio::net::TcpListener::bind(metrics_addr)
+                .await
+                .with_context(|| format!("failed to listen on {metrics_addr} (metrics.listen)"))?;
+            tracing::info!(listen = %metrics_listener.local_addr()?, "serving metrics");
+            Some(metrics_listener)
+        }
+        None => None,
+    };
+    let local_addr = listener.local_addr()?;
     let storage = &config.storage;
     tracing::info!(
-        listen = %listener.local_addr()?,
+        listen = %local_addr,
         data_dir = %storage.data_dir.display(),
         public_url = %config.server.public_url,
         max_upload_bytes = storage.max_upload_bytes,
@@ -160,12 +176,38 @@ async fn serve_async(config: Config) -> anyhow::Result<()> {
         ipfs_enabled = config.ipfs.enabled,
         "kura is serving"
     );
-    let state = AppState {
-        config: Arc::new(config),
-        store: Arc::new(store),
+    let state = AppState::new(config, store)?;
+    let shutdown = CancellationToken::new();
+    let metrics_task = match metrics_listener {
+        Some(metrics_listener) => {
+            let state = state.clone();
+            let stop = shutdown.clone().cancelled_owned();
+            Some(tokio::spawn(ops::metrics_http::run_listener(
+                metrics_listener,
+                state,
+                stop,
+            )))
+        }
+        None => None,
     };
     let replication = crate::ipfs::start(&state.store, &state.config.ipfs)?;
-    crate::http::server::run(listener, state, shutdown_signal()).await?;
+    let stop = shutdown.clone();
+    let signalled = shutdown_signal();
+    ops::systemd::notify_ready(&local_addr.to_string());
+    crate::http::server::run(listener, state, async move {
+        signalled.await;
+        ops::systemd::notify_stopping();
+        stop.cancel();
+    })
+    .await?;
+    shutdown.cancel();
+    if let Some(task) = metrics_task {
+        match task.await {
+            Ok(Ok(())) => {}
+            Ok(Err(err)) => tracing::error!(error = %err, "metrics listener failed"),
+            Err(err) => tracing::error!(error = %err, "metrics listener task failed"),
+        }
+    }
     replication.stop().await;
     tracing::info!("server stopped; database closed");
     Ok(())
@@ -195,30 +237,25 @@ fn ensure_first_key(index: &Index) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        if let Err(err) = tokio::signal::ctrl_c().await {
-            tracing::error!(error = %err, "failed to listen for SIGINT");
-            std::future::pending::<()>().await;
-        }
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
+/// Installs the SIGINT and SIGTERM handlers now and returns a future that resolves on either.
+/// Installing them before the server reports readiness means a signal sent right after
+/// readiness is handled as a graceful shutdown, never the default kill.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let interrupt = signal(SignalKind::interrupt());
+    let terminate = signal(SignalKind::terminate());
+    async move {
+        let (mut interrupt, mut terminate) = match (interrupt, terminate) {
+            (Ok(interrupt), Ok(terminate)) => (interrupt, terminate),
+            (Err(err), _) | (_, Err(err)) => {
+                tracing::error!(error = %err, "failed to install signal handlers; stop the server with SIGKILL");
+                return std::future::pending().await;
             }
-            Err(err) => {
-                tracing::error!(error = %err, "failed to listen for SIGTERM");
-                std::future::pending::<()>().await;
-            }
+        };
+        tokio::select! {
+            _ = interrupt.recv() => tracing::info!("received SIGINT"),
+            _ = terminate.recv() => tracing::info!("received SIGTERM"),
         }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => tracing::info!("received SIGINT"),
-        () = terminate => tracing::info!("received SIGTERM"),
     }
 }
 

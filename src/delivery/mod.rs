@@ -7,7 +7,9 @@ use hyper::{Method, Request, Response};
 use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 
 use crate::http::file::{self, Representation, ServeError};
-use crate::http::{query_param, ApiError, AppState, Body};
+use crate::http::{query_param, raw_query_param, ApiError, AppState, Body};
+use crate::transform::signing::{self, Signature};
+use crate::transform::{ClientHints, TransformError, TransformFailure};
 
 /// Characters left as they are in a URL path segment: RFC 3986 unreserved characters.
 const PATH_SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
@@ -29,75 +31,173 @@ pub async fn handle(
     if method != Method::GET && method != Method::HEAD {
         return Err(ApiError::method_not_allowed(&method, "GET, HEAD"));
     }
-    let raw_path = request.uri().path();
-    if let Some(cid) = raw_path.strip_prefix("/ipfs/") {
+    // `/ipfs/{cid}` names a blob by its content; every other path names a file.
+    if let Some(cid) = request.uri().path().strip_prefix("/ipfs/") {
         let cid = cid.to_owned();
         return crate::ipfs::gateway::handle(state, &method, &request, &cid).await;
     }
-    let name = percent_decode_str(raw_path.trim_start_matches('/'))
+    let raw_path = request.uri().path().trim_start_matches('/');
+    // Path form `/tr:CHAIN/NAME`: the chain is one whole segment right before the name.
+    let (path_chain, raw_name) = match raw_path.strip_prefix("tr:") {
+        Some(rest) => match rest.split_once('/') {
+            Some((chain, name)) => (Some(chain), name),
+            None => return Err(not_found(raw_path)),
+        },
+        None => (None, raw_path),
+    };
+    let name = percent_decode_str(raw_name)
         .decode_utf8()
-        .map_err(|_| not_found(raw_path))?
+        .map_err(|_| not_found(raw_name))?
         .into_owned();
     if name.is_empty() || name.contains('/') {
         return Err(not_found(&name));
     }
     let query = request.uri().query().unwrap_or("");
-    if let Some(chain) = query_param(query, "tr") {
-        return Err(ApiError::bad_request(
-            "unsupported_transformation",
-            format!(
-                "transformation {chain:?} is not available: this server only delivers originals"
-            ),
-        )
-        .with_ik_error("EINVALIDTR"));
-    }
-
-    let record = state
-        .store
-        .get_by_name(&name)
-        .await?
-        .ok_or_else(|| not_found(&name))?;
-    let attachment = query_param(query, "ik-attachment").as_deref() == Some("true");
-    let representation = || Representation {
-        path: state.store.blob_path(&record.hash),
-        content_type: record.media_type.mime(),
-        etag: format!("\"{}\"", record.hash),
-        last_modified: parse_rfc3339(&record.uploaded_at),
-        extra_headers: vec![content_disposition(&record.file_name, attachment)],
+    // Both forms in one URL: the path chain runs first, then the query chain.
+    let chain = match (path_chain, raw_query_param(query, "tr")) {
+        (Some(path), Some(query)) => Some(format!("{path}:{query}")),
+        (Some(path), None) => Some(path.to_owned()),
+        (None, Some(query)) => Some(query.to_owned()),
+        (None, None) => None,
     };
-    send_blob(
-        state,
-        &method,
-        request.headers(),
-        &record.hash,
-        &name,
-        representation,
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let transform = &state.config.transform;
+    let signature = signing::verify(
+        transform.signing_key.as_deref(),
+        request.uri().path(),
+        query,
+        now,
     )
-    .await
+    .map_err(|err| ApiError::invalid_signature(err.to_string()))?;
+    if chain.is_some() && transform.require_signed && signature == Signature::Absent {
+        return Err(ApiError::invalid_signature(
+            "this server only serves signed transformation URLs; add ik-s (and ik-t) signed with the private key",
+        ));
+    }
+    let plan = match &chain {
+        Some(chain) => Some(
+            crate::transform::parse_chain(chain, state.transformer.named())
+                .map_err(|err| ApiError::from(TransformFailure::from(err)))?,
+        ),
+        None => None,
+    };
+
+    let record = match state.store.get_by_name(&name).await? {
+        Some(record) => record,
+        None => {
+            // `di-` names a stored file to serve, transformed alike, when the requested one is missing.
+            let fallback = plan
+                .as_ref()
+                .and_then(|plan| plan.default_image().map(str::to_owned));
+            match fallback {
+                Some(default) => state
+                    .store
+                    .get_by_name(&default)
+                    .await?
+                    .ok_or_else(|| not_found(&name))?,
+                None => return Err(not_found(&name)),
+            }
+        }
+    };
+    let attachment = query_param(query, "ik-attachment").as_deref() == Some("true");
+    let disposition = content_disposition(&record.file_name, attachment);
+
+    let Some(mut plan) = plan.filter(|plan| !plan.is_original()) else {
+        let representation = Representation {
+            path: state.store.blob_path(&record.hash),
+            content_type: record.media_type.mime().to_owned(),
+            etag: format!("\"{}\"", record.hash),
+            last_modified: parse_rfc3339(&record.uploaded_at),
+            extra_headers: vec![disposition],
+        };
+        return send(state, &method, &request, representation, &record, &name).await;
+    };
+
+    if !record.media_type.is_image() {
+        return Err(ApiError::from(TransformFailure::from(
+            TransformError::unsupported(
+                chain.as_deref().unwrap_or(""),
+                format!("{name:?} is a video; only images can be transformed"),
+            ),
+        )));
+    }
+    let mut extra_headers = vec![disposition];
+    if plan.uses_client_hints() {
+        let header = |name: &str| request.headers().get(name).and_then(|v| v.to_str().ok());
+        let hints = ClientHints {
+            width: header("sec-ch-width").and_then(|v| v.trim().parse().ok()),
+            dpr: header("sec-ch-dpr").and_then(|v| v.trim().parse().ok()),
+        };
+        if let Some(content_dpr) = plan.apply_client_hints(&hints) {
+            if let Ok(value) = HeaderValue::from_str(&format!("{content_dpr}")) {
+                extra_headers.push((HeaderName::from_static("content-dpr"), value));
+            }
+        }
+    }
+    let accept = request
+        .headers()
+        .get(hyper::header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let accepts = state.transformer.accepts(accept);
+    let variant = state.transformer.variant(&record, &plan, accepts).await?;
+    if state.transformer.negotiates(&plan) {
+        extra_headers.push((hyper::header::VARY, HeaderValue::from_static("Accept")));
+    }
+    let cache = if variant.cache_hit { "hit" } else { "miss" };
+    extra_headers.push((
+        HeaderName::from_static("x-cache"),
+        HeaderValue::from_static(cache),
+    ));
+    let representation = Representation {
+        path: state.store.blob_path(&variant.record.hash),
+        content_type: variant.record.mime.clone(),
+        etag: format!("\"{}\"", variant.record.hash),
+        last_modified: parse_rfc3339(&record.uploaded_at),
+        extra_headers,
+    };
+    send(state, &method, &request, representation, &record, &name).await
 }
 
-/// Sends the file of blob `hash` as `representation()` describes it. A missing file is
-/// restored from the IPFS node first when replication is on; `label` names the request's
-/// target in the error otherwise.
+async fn send(
+    state: &AppState,
+    method: &Method,
+    request: &Request<Incoming>,
+    representation: Representation,
+    record: &crate::store::MediaRecord,
+    name: &str,
+) -> Result<Response<Body>, ApiError> {
+    // Only an original can come back from IPFS; a cached variant is never pinned.
+    let restorable = representation.path == state.store.blob_path(&record.hash);
+    let hash = restorable.then_some(record.hash.as_str());
+    send_blob(state, method, request.headers(), hash, name, representation).await
+}
+
+/// Sends a stored file. When the file is missing and `restorable_hash` names its blob, the blob
+/// is restored from the IPFS node first, while replication is on. `label` names the request's
+/// target in the error when the file stays missing.
 pub async fn send_blob(
     state: &AppState,
     method: &Method,
     headers: &HeaderMap,
-    hash: &str,
+    restorable_hash: Option<&str>,
     label: &str,
-    representation: impl Fn() -> Representation,
+    representation: Representation,
 ) -> Result<Response<Body>, ApiError> {
-    let mut restored = false;
+    let mut restore = restorable_hash;
     loop {
-        match file::serve(method, headers, representation()).await {
+        match file::serve(method, headers, representation.clone()).await {
             Ok(response) => return Ok(response),
             Err(ServeError::Precondition(err)) => return Err(err),
             Err(ServeError::Missing(path)) => {
-                if !restored && crate::ipfs::restore::read_through(state, hash).await {
-                    restored = true;
-                    continue;
+                if let Some(hash) = restore.take() {
+                    if crate::ipfs::restore::read_through(state, hash).await {
+                        continue;
+                    }
                 }
-                tracing::error!(hash = %hash, target = %label, path = %path.display(),
+                tracing::error!(target = %label, path = %path.display(),
                     "blob file missing for an indexed media record");
                 return Err(ApiError::service_unavailable(
                     "blob_unavailable",

@@ -9,6 +9,8 @@ use serde_json::json;
 
 use super::body::{self, Body};
 use crate::store::{ProbeError, StoreError, UploadError};
+use crate::transform::codec::PixelError;
+use crate::transform::TransformFailure;
 
 /// An error on its way to becoming a response.
 #[derive(Debug)]
@@ -43,6 +45,12 @@ impl ApiError {
     pub fn unauthorized(message: impl Into<String>) -> Self {
         ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
             .with_header(WWW_AUTHENTICATE, "Bearer realm=\"kura\"")
+    }
+
+    /// Builds the 401 error for a missing, wrong or expired URL signature.
+    pub fn invalid_signature(message: impl Into<String>) -> Self {
+        ApiError::new(StatusCode::UNAUTHORIZED, "invalid_signature", message)
+            .with_ik_error("EINVALIDSIG")
     }
 
     pub fn not_found(code: &'static str, message: impl Into<String>) -> Self {
@@ -87,6 +95,15 @@ impl ApiError {
     ) -> Self {
         ApiError::new(StatusCode::SERVICE_UNAVAILABLE, code, message)
             .with_header(RETRY_AFTER, &retry_after_secs.to_string())
+    }
+
+    /// Builds the 507 error for an upload refused because the disk is nearly full.
+    pub fn insufficient_storage(message: impl Into<String>) -> Self {
+        ApiError::new(
+            StatusCode::INSUFFICIENT_STORAGE,
+            "insufficient_storage",
+            message,
+        )
     }
 
     pub fn internal(message: impl Into<String>) -> Self {
@@ -183,6 +200,47 @@ impl From<UploadError> for ApiError {
     }
 }
 
+impl From<TransformFailure> for ApiError {
+    fn from(err: TransformFailure) -> Self {
+        let message = err.to_string();
+        match err {
+            TransformFailure::Transform(err) => {
+                let ik_code = if err.code() == "limit_exceeded" {
+                    "ELIMIT"
+                } else {
+                    "EINVALIDTR"
+                };
+                ApiError::new(StatusCode::BAD_REQUEST, err.code(), message).with_ik_error(ik_code)
+            }
+            TransformFailure::Pixel(err) => match err {
+                PixelError::TooLarge { .. } | PixelError::TooManyFrames { .. } => {
+                    ApiError::new(StatusCode::BAD_REQUEST, err.code(), message)
+                        .with_ik_error("ELIMIT")
+                }
+                PixelError::UnsupportedOutput { .. } => {
+                    ApiError::new(StatusCode::BAD_REQUEST, err.code(), message)
+                        .with_ik_error("EINVALIDTR")
+                }
+                PixelError::UnknownFormat
+                | PixelError::Unsupported { .. }
+                | PixelError::Invalid { .. } => {
+                    // The stored file passed upload checks but the pixel stage cannot read it.
+                    ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, err.code(), message)
+                }
+                PixelError::Encode { .. } | PixelError::InvalidOperation(_) => {
+                    ApiError::internal(message)
+                }
+            },
+            TransformFailure::Busy { .. } => ApiError::service_unavailable(
+                "transform_queue_full",
+                format!("{message}; retry shortly"),
+                1,
+            ),
+            TransformFailure::Internal(message) => ApiError::internal(message),
+        }
+    }
+}
+
 /// Builds a JSON success response.
 pub fn json_response(status: JsonStatus, value: &serde_json::Value) -> Response<Body> {
     let mut response = Response::new(body::full(value.to_string()));
@@ -190,6 +248,7 @@ pub fn json_response(status: JsonStatus, value: &serde_json::Value) -> Response<
         JsonStatus::Ok => StatusCode::OK,
         JsonStatus::Created => StatusCode::CREATED,
         JsonStatus::MultiStatus => StatusCode::MULTI_STATUS,
+        JsonStatus::ServiceUnavailable => StatusCode::SERVICE_UNAVAILABLE,
     };
     response
         .headers_mut()
@@ -203,6 +262,8 @@ pub enum JsonStatus {
     Ok,
     Created,
     MultiStatus,
+    /// For bodies that describe why the service cannot work, such as a failed readiness check.
+    ServiceUnavailable,
 }
 
 #[cfg(test)]

@@ -21,9 +21,10 @@ use super::range::{self, RangeRequest};
 pub const IMMUTABLE: &str = "public, max-age=31536000, immutable";
 
 /// A file on disk and the headers that describe it.
+#[derive(Clone)]
 pub struct Representation {
     pub path: PathBuf,
-    pub content_type: &'static str,
+    pub content_type: String,
     /// Quoted strong entity tag.
     pub etag: String,
     pub last_modified: Option<SystemTime>,
@@ -71,7 +72,7 @@ pub async fn serve(
     let header = |name: &HeaderName| request.get(name).and_then(|v| v.to_str().ok());
 
     let mut builder = Response::builder()
-        .header(CONTENT_TYPE, representation.content_type)
+        .header(CONTENT_TYPE, representation.content_type.as_str())
         .header(ETAG, etag)
         .header(CACHE_CONTROL, IMMUTABLE)
         .header(ACCEPT_RANGES, "bytes")

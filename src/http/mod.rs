@@ -12,6 +12,14 @@ pub use body::Body;
 pub use error::ApiError;
 pub use server::AppState;
 
+/// Returns the still percent-encoded value of the first `name=` pair in a query string.
+pub fn raw_query_param<'a>(query: &'a str, name: &str) -> Option<&'a str> {
+    query.split('&').find_map(|pair| {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        (key == name).then_some(value)
+    })
+}
+
 /// Returns the percent-decoded value of the first `name=` pair in a query string.
 pub fn query_param(query: &str, name: &str) -> Option<String> {
     query.split('&').find_map(|pair| {

@@ -4,6 +4,8 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use http_body::Body as _;
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::header::HeaderValue;
 use hyper::service::service_fn;
@@ -17,13 +19,40 @@ use tokio::sync::Semaphore;
 use super::body::Body;
 use super::router;
 use crate::config::Config;
+use crate::ops::counting::{CountingBody, CountingIo};
+use crate::ops::metrics::RouteClass;
+use crate::ops::Metrics;
 use crate::store::Store;
+use crate::transform::Transformer;
 
 /// The handles every request needs, cloned cheaply into each connection.
 #[derive(Clone)]
 pub struct AppState {
     pub config: Arc<Config>,
     pub store: Arc<Store>,
+    pub transformer: Arc<Transformer>,
+    pub metrics: Arc<Metrics>,
+}
+
+impl AppState {
+    /// Builds the state for `store` under `config`, loading the variant cache's recency list.
+    pub fn new(config: Config, store: Store) -> Result<AppState, crate::store::StoreError> {
+        let store = Arc::new(store);
+        let metrics = Arc::new(Metrics::new());
+        let transformer = Transformer::new(
+            store.clone(),
+            config.transform.clone(),
+            config.storage.max_source_pixels,
+            config.storage.max_frames,
+            metrics.clone(),
+        )?;
+        Ok(AppState {
+            config: Arc::new(config),
+            store,
+            transformer: Arc::new(transformer),
+            metrics,
+        })
+    }
 }
 
 /// Serves HTTP on `listener` until `shutdown` resolves, then stops accepting, lets in-flight
@@ -68,6 +97,7 @@ pub async fn run(
             () = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
+        let stream = CountingIo::new(stream, state.metrics.connection_counters());
         let state = state.clone();
         let service = service_fn(move |request| {
             let state = state.clone();
@@ -106,6 +136,7 @@ async fn handle(state: AppState, request: Request<Incoming>) -> Response<Body> {
     let request_id = uuid::Uuid::new_v4().simple().to_string();
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
+    let route = RouteClass::of(&method, &path);
 
     let mut response = match router::route(&state, request).await {
         Ok(response) => response,
@@ -123,12 +154,19 @@ async fn handle(state: AppState, request: Request<Incoming>) -> Response<Body> {
     if let Ok(value) = HeaderValue::from_str(&request_id) {
         response.headers_mut().insert("x-request-id", value);
     }
-    let bytes = response
-        .headers()
-        .get(hyper::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    tracing::info!(%method, %path, status = response.status().as_u16(), bytes,
-        duration_ms = started.elapsed().as_secs_f64() * 1000.0, request_id, "request");
-    response
+    let elapsed = started.elapsed();
+    let status = response.status().as_u16();
+    state.metrics.observe_request(route, status, elapsed);
+    // In-memory bodies know their length; streamed files state it in Content-Length.
+    let bytes = response.body().size_hint().exact().or_else(|| {
+        response
+            .headers()
+            .get(hyper::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok())
+    });
+    tracing::info!(%method, %path, route = route.as_str(), status, bytes,
+        duration_ms = elapsed.as_secs_f64() * 1000.0, request_id, "request");
+    let counter = state.metrics.response_body_counter(route);
+    response.map(|body| CountingBody::new(body, counter).boxed())
 }

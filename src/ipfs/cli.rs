@@ -6,18 +6,13 @@ use anyhow::Context;
 
 use super::node::Node;
 use super::verify::{verify_store, VerifyReport};
-use crate::cli::{open_store, VerifyArgs};
-use crate::config::{Config, Overrides};
+use crate::cli::{load_config, open_store, VerifyArgs};
 use crate::store::StoreError;
 
 /// Runs the check on the store named by the configuration. Exits 0 when every blob is intact
 /// (after repairs), 1 otherwise.
 pub fn verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
-    let overrides = Overrides {
-        data_dir: args.common.data_dir.clone(),
-        ..Overrides::default()
-    };
-    let config = Config::load(args.common.config.as_deref(), &overrides)?;
+    let config = load_config(&args.common, None, None)?;
     let store = open_store(&config).map_err(|err| {
         if matches!(
             err.downcast_ref::<StoreError>(),

@@ -1,9 +1,10 @@
-//! Checks of the `[ipfs]` settings and the CID layout derived from them.
+//! Checks of the `[ipfs]` settings, and the CID layout and queueing rules derived from them.
 
 use anyhow::bail;
 
 use super::cid_builder::CidOptions;
 use crate::config::IpfsConfig;
+use crate::store::QueuePolicy;
 
 /// The only multihash kura computes CIDs with.
 pub const SUPPORTED_HASH: &str = "sha2-256";
@@ -59,6 +60,15 @@ impl IpfsConfig {
             );
         }
         Ok(())
+    }
+
+    /// Returns which blob changes queue replication jobs.
+    pub fn queue_policy(&self) -> QueuePolicy {
+        QueuePolicy {
+            enabled: self.enabled,
+            unpin_on_delete: self.unpin_on_delete,
+            chunk_size: self.chunk_size,
+        }
     }
 
     /// Returns the DAG layout that both the CID builder and the node's `add` use.

@@ -21,7 +21,7 @@ pub async fn handle(
         return Err(ApiError::bad_request(
             "unsupported_transformation",
             format!(
-                "transformation {chain:?} is not available: this server only delivers originals"
+                "transformation {chain:?} is not available on /ipfs/ URLs, which serve originals only; use the file's name URL to transform it"
             ),
         )
         .with_ik_error("EINVALIDTR"));
@@ -33,12 +33,17 @@ pub async fn handle(
             return Err(ApiError::not_found("not_found", err.to_string()).with_ik_error("ENOENT"))
         }
     };
+    // Only media blobs are indexed by CID, so every blob found here has a media type.
+    let Some(media_type) = blob.media_type else {
+        let message = format!("no stored file has CID {cid_text}");
+        return Err(ApiError::not_found("not_found", message).with_ik_error("ENOENT"));
+    };
     let attachment = query_param(query, "ik-attachment").as_deref() == Some("true");
     // Several records with different names may share the blob, so the CID names the download.
-    let file_name = format!("{}.{}", blob.cid, blob.media_type.extension());
-    let representation = || Representation {
+    let file_name = format!("{}.{}", blob.cid, media_type.extension());
+    let representation = Representation {
         path: state.store.blob_path(&hash),
-        content_type: blob.media_type.mime(),
+        content_type: media_type.mime().to_owned(),
         etag: format!("\"{hash}\""),
         // A blob has no single upload time, so conditional requests use the ETag alone.
         last_modified: None,
@@ -48,7 +53,7 @@ pub async fn handle(
         state,
         method,
         request.headers(),
-        &hash,
+        Some(&hash),
         &format!("/ipfs/{cid_text}"),
         representation,
     )

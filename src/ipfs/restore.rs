@@ -13,7 +13,7 @@ use crate::store::{BlobRecord, Store, StoreError};
 /// Failure to restore one blob.
 #[derive(Debug, thiserror::Error)]
 pub enum RestoreError {
-    #[error("blob {hash} has no recorded CID, so it cannot be fetched from IPFS")]
+    #[error("blob {hash} has no recorded CID (a cached variant, or a blob whose CID is not computed yet), so it cannot be fetched from IPFS")]
     NoCid { hash: String },
     #[error(transparent)]
     Node(#[from] NodeError),

@@ -105,6 +105,34 @@ impl BlobDirs {
         Ok(true)
     }
 
+    /// Stores `bytes` as a blob from a blocking thread, with the same temp-fsync-rename sequence
+    /// as uploads. Returns the hex hash.
+    pub fn write_bytes(&self, bytes: &[u8]) -> io::Result<BlobHash> {
+        use std::io::Write;
+        let path = self
+            .tmp
+            .join(format!("variant-{}.tmp", uuid::Uuid::new_v4().simple()));
+        let guard = TempFile::new(path);
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(guard.path())?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        drop(file);
+        let staged = StagedBlob {
+            hash: blake3::hash(bytes).to_hex().to_string(),
+            // Variants are a cache that is never pinned, so they get no CID.
+            cid: String::new(),
+            size: bytes.len() as u64,
+            head: Vec::new(),
+            guard,
+        };
+        let hash = staged.hash.clone();
+        self.place(staged)?;
+        Ok(hash)
+    }
+
     /// Deletes a blob file; a missing file is not an error because deletion is the goal.
     pub fn remove(&self, hash: &str) -> io::Result<()> {
         let path = self.blob_path(hash);

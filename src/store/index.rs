@@ -75,8 +75,10 @@ pub struct MediaRecord {
 pub struct BlobRecord {
     pub refcount: u64,
     pub size: u64,
-    pub media_type: MediaType,
-    /// CIDv1 (base32) of the bytes; empty in records written before kura computed CIDs.
+    /// The uploaded type; `None` for blobs that only transformed variants use.
+    pub media_type: Option<MediaType>,
+    /// CIDv1 (base32) of the bytes; empty in records written before kura computed CIDs and in
+    /// blobs that only transformed variants use.
     #[serde(default)]
     pub cid: String,
 }
@@ -139,6 +141,10 @@ pub(super) fn from_json<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> Result<T,
 }
 
 impl Index {
+    pub(super) fn db(&self) -> &Database {
+        &self.db
+    }
+
     /// Opens or creates the database file, creating tables and checking the schema version.
     pub fn open(path: &Path) -> Result<Index, StoreError> {
         let db = Database::create(path).map_err(|err| match err {
@@ -196,71 +202,26 @@ impl Index {
     /// more reference to its blob, and indexes the blob's CID and queues its IPFS pin, all in one
     /// transaction.
     pub fn insert_media(&self, new: NewMedia) -> Result<MediaRecord, StoreError> {
+        let mut records = self.insert_media_many(vec![new])?;
+        Ok(records.pop().expect("one record in, one record out"))
+    }
+
+    /// Inserts several media records in one transaction, which costs one commit (and one fsync)
+    /// for the whole batch. Their blobs must already be in place.
+    pub fn insert_media_many(&self, batch: Vec<NewMedia>) -> Result<Vec<MediaRecord>, StoreError> {
         let policy = self.ipfs_policy();
         let txn = self.db.begin_write().map_err(db_err)?;
-        let record = {
-            let file_name = allocate_name(&txn, &new.wanted_name)?;
-            let seq = next_seq(&txn)?;
-            let mut record = MediaRecord {
-                id: new.id,
-                file_name,
-                media_type: new.media_type,
-                size: new.size,
-                width: new.width,
-                height: new.height,
-                frames: new.frames,
-                duration_secs: new.duration_secs,
-                alt: new.alt,
-                hash: new.hash,
-                uploaded_at: new.uploaded_at,
-                seq,
-                cid: new.cid,
-                ipfs: None,
-            };
-            txn.open_table(MEDIA)
-                .map_err(db_err)?
-                .insert(record.id.as_str(), to_json(&record).as_slice())
-                .map_err(db_err)?;
-            txn.open_table(NAMES)
-                .map_err(db_err)?
-                .insert(record.file_name.as_str(), record.id.as_str())
-                .map_err(db_err)?;
-            txn.open_table(LISTING)
-                .map_err(db_err)?
-                .insert(seq, record.id.as_str())
-                .map_err(db_err)?;
-            adjust_counts(&txn, seq, true)?;
-
-            let mut blobs = txn.open_table(BLOBS).map_err(db_err)?;
-            let existing: Option<BlobRecord> =
-                match blobs.get(record.hash.as_str()).map_err(db_err)? {
-                    Some(guard) => Some(from_json(guard.value())?),
-                    None => None,
-                };
-            let blob = match existing {
-                Some(mut blob) => {
-                    blob.refcount += 1;
-                    blob
-                }
-                None => BlobRecord {
-                    refcount: 1,
-                    size: record.size,
-                    media_type: record.media_type,
-                    cid: record.cid.clone(),
-                },
-            };
-            blobs
-                .insert(record.hash.as_str(), to_json(&blob).as_slice())
-                .map_err(db_err)?;
-            drop(blobs);
+        let mut records = Vec::with_capacity(batch.len());
+        for new in batch {
+            let mut record = insert_in(&txn, new)?;
             ipfs_jobs::media_stored(&txn, &policy, &mut record)?;
-            record
-        };
+            records.push(record);
+        }
         txn.commit().map_err(db_err)?;
         if policy.enabled {
             self.ipfs_jobs_queued.notify_one();
         }
-        Ok(record)
+        Ok(records)
     }
 
     pub fn get_media(&self, id: &str) -> Result<Option<MediaRecord>, StoreError> {
@@ -348,25 +309,10 @@ impl Index {
                 .map_err(db_err)?;
             adjust_counts(&txn, record.seq, false)?;
 
-            let mut blobs = txn.open_table(BLOBS).map_err(db_err)?;
-            let blob: Option<BlobRecord> = match blobs.get(record.hash.as_str()).map_err(db_err)? {
-                Some(guard) => Some(from_json(guard.value())?),
-                None => None,
-            };
-            let blob_unreferenced = match blob {
-                Some(mut blob) if blob.refcount > 1 => {
-                    blob.refcount -= 1;
-                    blobs
-                        .insert(record.hash.as_str(), to_json(&blob).as_slice())
-                        .map_err(db_err)?;
-                    false
-                }
-                _ => {
-                    blobs.remove(record.hash.as_str()).map_err(db_err)?;
-                    true
-                }
-            };
-            drop(blobs);
+            let blob_unreferenced = drop_blob_reference(&txn, &record.hash)?;
+            // NOTE: a blob that a cached variant still uses is not unreferenced here, and when
+            // the variant later drops the last reference no unpin is queued, so the pin stays on
+            // the node. That needs identical bytes uploaded and produced by a transformation.
             if blob_unreferenced {
                 ipfs_jobs::blob_removed(&txn, &policy, &record.hash, &record.cid)?;
             }
@@ -453,6 +399,98 @@ impl Index {
         let txn = self.db.begin_read().map_err(db_err)?;
         let keys = txn.open_table(API_KEYS).map_err(db_err)?;
         keys.len().map_err(db_err)
+    }
+}
+
+/// Writes one new record, its name, listing entry and blob reference inside `txn`.
+fn insert_in(txn: &WriteTransaction, new: NewMedia) -> Result<MediaRecord, StoreError> {
+    let file_name = allocate_name(txn, &new.wanted_name)?;
+    let seq = next_seq(txn)?;
+    let record = MediaRecord {
+        id: new.id,
+        file_name,
+        media_type: new.media_type,
+        size: new.size,
+        width: new.width,
+        height: new.height,
+        frames: new.frames,
+        duration_secs: new.duration_secs,
+        alt: new.alt,
+        hash: new.hash,
+        uploaded_at: new.uploaded_at,
+        seq,
+        cid: new.cid,
+        ipfs: None,
+    };
+    txn.open_table(MEDIA)
+        .map_err(db_err)?
+        .insert(record.id.as_str(), to_json(&record).as_slice())
+        .map_err(db_err)?;
+    txn.open_table(NAMES)
+        .map_err(db_err)?
+        .insert(record.file_name.as_str(), record.id.as_str())
+        .map_err(db_err)?;
+    txn.open_table(LISTING)
+        .map_err(db_err)?
+        .insert(seq, record.id.as_str())
+        .map_err(db_err)?;
+    adjust_counts(txn, seq, true)?;
+
+    add_blob_reference(txn, &record.hash, record.size, Some(record.media_type))?;
+    Ok(record)
+}
+
+/// Counts one more reference to a blob, creating its entry on the first.
+pub(super) fn add_blob_reference(
+    txn: &WriteTransaction,
+    hash: &str,
+    size: u64,
+    media_type: Option<MediaType>,
+) -> Result<(), StoreError> {
+    let mut blobs = txn.open_table(BLOBS).map_err(db_err)?;
+    let existing: Option<BlobRecord> = match blobs.get(hash).map_err(db_err)? {
+        Some(guard) => Some(from_json(guard.value())?),
+        None => None,
+    };
+    let blob = match existing {
+        Some(mut blob) => {
+            blob.refcount += 1;
+            blob.media_type = blob.media_type.or(media_type);
+            blob
+        }
+        None => BlobRecord {
+            refcount: 1,
+            size,
+            media_type,
+            // Set by `ipfs_jobs::media_stored` when a media record uses the blob.
+            cid: String::new(),
+        },
+    };
+    blobs
+        .insert(hash, to_json(&blob).as_slice())
+        .map_err(db_err)?;
+    Ok(())
+}
+
+/// Drops one reference to a blob; returns true when it was the last, so the file may go.
+pub(super) fn drop_blob_reference(txn: &WriteTransaction, hash: &str) -> Result<bool, StoreError> {
+    let mut blobs = txn.open_table(BLOBS).map_err(db_err)?;
+    let blob: Option<BlobRecord> = match blobs.get(hash).map_err(db_err)? {
+        Some(guard) => Some(from_json(guard.value())?),
+        None => None,
+    };
+    match blob {
+        Some(mut blob) if blob.refcount > 1 => {
+            blob.refcount -= 1;
+            blobs
+                .insert(hash, to_json(&blob).as_slice())
+                .map_err(db_err)?;
+            Ok(false)
+        }
+        _ => {
+            blobs.remove(hash).map_err(db_err)?;
+            Ok(true)
+        }
     }
 }
 

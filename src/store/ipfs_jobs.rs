@@ -137,6 +137,20 @@ pub struct JobCounts {
     pub unpin_failed: u64,
 }
 
+impl JobCounts {
+    /// Returns the counts under the state names that `kura stats` and `/metrics` use: add jobs
+    /// as `pending`, `pinned` and `failed`, unpins as `unpin_pending` and `unpin_failed`.
+    pub fn by_state(&self) -> [(&'static str, u64); 5] {
+        [
+            ("pending", self.add_pending),
+            ("pinned", self.add_pinned),
+            ("failed", self.add_failed),
+            ("unpin_pending", self.unpin_pending),
+            ("unpin_failed", self.unpin_failed),
+        ]
+    }
+}
+
 /// Queue changes made by a start-up pass over the blobs.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ReconcileReport {
@@ -495,7 +509,8 @@ impl Index {
         for entry in blobs.iter().map_err(db_err)? {
             let (hash, value) = entry.map_err(db_err)?;
             let blob: BlobRecord = from_json(value.value())?;
-            if blob.cid.is_empty() {
+            // Blobs that only cached variants use are never pinned, so they need no CID.
+            if blob.cid.is_empty() && blob.media_type.is_some() {
                 missing.push(hash.value().to_owned());
             }
         }
@@ -570,7 +585,8 @@ impl Index {
                     let hash = hash.value().to_owned();
                     let blob: BlobRecord = from_json(value.value())?;
                     if blob.cid.is_empty() {
-                        all_have_cids = false;
+                        // A blob that only cached variants use is never pinned.
+                        all_have_cids &= blob.media_type.is_none();
                     } else if jobs.get(hash.as_str()).map_err(db_err)?.is_none() {
                         unqueued.push((hash.clone(), blob.cid));
                     }
@@ -998,6 +1014,7 @@ mod tests {
         let record: MediaRecord = from_json(json).unwrap();
         assert_eq!(record.cid, "");
         let blob: BlobRecord = from_json(br#"{"refcount":1,"size":1,"media_type":"Png"}"#).unwrap();
+        assert_eq!(blob.media_type, Some(MediaType::Png));
         assert_eq!(blob.cid, "");
     }
 }

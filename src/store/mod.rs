@@ -7,10 +7,14 @@
 //! orphan file that no record names, never a record without its file.
 
 pub mod blobs;
+pub mod imports;
 pub mod index;
+pub mod inventory;
 pub mod ipfs_jobs;
 pub mod names;
 pub mod probe;
+pub mod usage;
+pub mod variants;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -18,9 +22,13 @@ use std::sync::Arc;
 use tokio::sync::Mutex;
 
 pub use blobs::{BlobDirs, BlobWriter, StagedBlob};
+pub use imports::ImportSource;
 pub use index::{ApiKeyRecord, BlobRecord, Deleted, Index, MediaRecord, NewMedia};
+pub use inventory::IndexTotals;
 pub use ipfs_jobs::{IpfsJob, IpfsStatus, JobCounts, JobKind, JobOutcome, JobState, QueuePolicy};
 pub use probe::{MediaInfo, MediaType, ProbeError, ProbeLimits};
+pub use usage::{Usage, UsageSnapshot};
+pub use variants::VariantRecord;
 
 /// Name of the database file inside the data directory.
 pub const DB_FILE: &str = "kura.redb";
@@ -85,6 +93,7 @@ pub struct Store {
     index: Arc<Index>,
     probe_limits: ProbeLimits,
     stripes: Vec<Mutex<()>>,
+    usage: Arc<Usage>,
 }
 
 impl Store {
@@ -92,18 +101,22 @@ impl Store {
     /// index. Blocks on disk I/O.
     pub fn open(data_dir: &Path, probe_limits: ProbeLimits) -> Result<Store, StoreError> {
         std::fs::create_dir_all(data_dir)?;
+        // The index first: its lock keeps a second process from clearing the temp files of a
+        // running server's uploads.
+        let index = Index::open(&data_dir.join(DB_FILE))?;
         let dirs = BlobDirs::new(data_dir);
         let removed = dirs.prepare()?;
         if removed > 0 {
             tracing::info!(removed, "removed temp files left by an interrupted upload");
         }
-        let index = Index::open(&data_dir.join(DB_FILE))?;
+        let usage = Arc::new(Usage::from_totals(&index.totals()?));
         Ok(Store {
             data_dir: data_dir.to_path_buf(),
             dirs,
             index: Arc::new(index),
             probe_limits,
             stripes: (0..LOCK_STRIPES).map(|_| Mutex::new(())).collect(),
+            usage,
         })
     }
 
@@ -115,8 +128,17 @@ impl Store {
         &self.index
     }
 
+    /// Current counts of records and blobs, for metrics.
+    pub fn usage(&self) -> UsageSnapshot {
+        self.usage.snapshot()
+    }
+
     pub fn blob_path(&self, hash: &str) -> PathBuf {
         self.dirs.blob_path(hash)
+    }
+
+    pub fn blob_dirs(&self) -> &BlobDirs {
+        &self.dirs
     }
 
     /// Returns the DAG layout of the CIDs computed for new blobs.
@@ -128,11 +150,7 @@ impl Store {
     /// which blob changes queue replication jobs. Call before the store is shared.
     pub fn configure_ipfs(&mut self, config: &crate::config::IpfsConfig) {
         self.dirs = self.dirs.clone().with_cid_options(config.cid_options());
-        self.index.set_ipfs_policy(QueuePolicy {
-            enabled: config.enabled,
-            unpin_on_delete: config.unpin_on_delete,
-            chunk_size: config.chunk_size,
-        });
+        self.index.set_ipfs_policy(config.queue_policy());
     }
 
     /// Puts restored bytes in place of a missing or corrupt blob file. Returns false, storing
@@ -155,6 +173,11 @@ impl Store {
     /// Starts a new upload in the temp directory.
     pub async fn writer(&self) -> Result<BlobWriter, StoreError> {
         Ok(self.dirs.writer().await?)
+    }
+
+    /// Holds the lock that orders placing and removing the blob `hash`.
+    pub async fn lock_blob(&self, hash: &str) -> tokio::sync::MutexGuard<'_, ()> {
+        self.stripe(hash).lock().await
     }
 
     fn stripe(&self, hash: &str) -> &Mutex<()> {
@@ -208,9 +231,14 @@ impl Store {
         let _guard = self.stripe(&staged.hash).lock().await;
         let dirs = self.dirs.clone();
         let index = self.index.clone();
+        let usage = self.usage.clone();
         let record = run_blocking(move || {
+            // The stripe lock keeps this answer true until the insert below commits.
+            let new_blob = index.get_blob(&staged.hash)?.is_none();
             dirs.place(staged)?;
-            index.insert_media(new)
+            let record = index.insert_media(new)?;
+            usage.add_media(new_blob.then_some(record.size));
+            Ok::<_, StoreError>(record)
         })
         .await??;
         Ok(record)
@@ -246,16 +274,28 @@ impl Store {
         let dirs = self.dirs.clone();
         let index = self.index.clone();
         let id = id.to_owned();
+        let usage = self.usage.clone();
         run_blocking(move || {
             let Some(deleted) = index.delete_media(&id)? else {
                 return Ok(None);
             };
+            let freed = deleted.blob_unreferenced.then_some(deleted.record.size);
+            usage.remove_media(freed);
             if deleted.blob_unreferenced {
                 dirs.remove(&deleted.record.hash)?;
             }
             Ok(Some(deleted.record))
         })
         .await?
+    }
+
+    /// Returns whether any record or variant still references the blob `hash`.
+    pub async fn blob_referenced(&self, hash: &str) -> Result<bool, StoreError> {
+        let index = self.index.clone();
+        let hash = hash.to_owned();
+        Ok(run_blocking(move || index.get_blob(&hash))
+            .await??
+            .is_some())
     }
 
     /// Returns the key name when `key` is a valid API key.

@@ -2344,6 +2344,12 @@ mod tests {
         ("bomb-gif-frame-extents.gif", image(Gif, 100, 100, 2)),
         ("bomb-lottapixel-64250sq.jpg", TOO_MANY_PIXELS),
         ("bomb-webp-canvas-16383sq.webp", TOO_MANY_PIXELS),
+        // A valid 280-megapixel greyscale JPEG: over the limit, not malicious.
+        ("bomb-jpeg-20000x14000.jpg", TOO_MANY_PIXELS),
+        // 65536x65536 palette PNG; the pixel count overflows 32 bits.
+        ("bomb-png-65536sq.png", TOO_MANY_PIXELS),
+        // 40 000 frames of 1x1 pixel.
+        ("bomb-gif-40000-frames.gif", Rejected("too_many_frames")),
         ("cmyk-adobe-plain-quadrants.jpg", image(Jpeg, 64, 64, 1)),
         ("corrupt-jpeg-header.jpg", CORRUPT),
         ("corrupt-png-crlf-xcrn0g04.png", CORRUPT),
@@ -2388,6 +2394,8 @@ mod tests {
         ("trunc-jpeg-progressive.jpg", CORRUPT),
         ("trunc-png.png", CORRUPT),
         ("video-faststart-3s.mp4", video(Mp4, 320, 240, 3000)),
+        // The video track is 16:9; the cover-art picture stream is portrait and must not win.
+        ("video-faststart-coverart.m4v", video(Mp4, 320, 180, 1003)),
         ("video-fuzz-double-moov.mp4", CORRUPT),
         ("video-hevc.mp4", video(Mp4, 640, 480, 40)),
         ("video-matroska-doctype.mkv", Unstored("matroska")),

@@ -40,6 +40,35 @@ pub fn kura_in(cwd: &Path, args: &[&str]) -> (i32, String, String) {
     )
 }
 
+/// Returns the `listen` address of the log line with `message`, in the human or the JSON format.
+pub fn logged_address(line: &str, message: &str) -> Option<String> {
+    if let Ok(serde_json::Value::Object(event)) = serde_json::from_str(line) {
+        if event.get("message").and_then(|m| m.as_str()) == Some(message) {
+            return event.get("listen")?.as_str().map(str::to_owned);
+        }
+        return None;
+    }
+    if !line.contains(message) {
+        return None;
+    }
+    let rest = line.split("listen=").nth(1)?;
+    Some(rest.split_whitespace().next()?.to_owned())
+}
+
+/// Parses Prometheus text into series (name with labels, as printed) → value.
+pub fn parse_metrics(text: &str) -> std::collections::HashMap<String, f64> {
+    text.lines()
+        .filter(|line| !line.starts_with('#') && !line.trim().is_empty())
+        .map(|line| {
+            let (series, value) = line.rsplit_once(' ').expect("a series and its value");
+            let value = value
+                .parse()
+                .unwrap_or_else(|_| panic!("metric value in {line:?}"));
+            (series.to_owned(), value)
+        })
+        .collect()
+}
+
 /// A running server process and its data directory.
 pub struct Server {
     child: Option<Child>,
@@ -107,11 +136,8 @@ impl Server {
         let reader = std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines() {
                 let Ok(line) = line else { break };
-                if line.contains("kura is serving") {
-                    if let Some(rest) = line.split("listen=").nth(1) {
-                        let addr = rest.split_whitespace().next().unwrap_or("").to_owned();
-                        let _ = addr_tx.send(addr);
-                    }
+                if let Some(addr) = logged_address(&line, "kura is serving") {
+                    let _ = addr_tx.send(addr);
                 }
                 let mut log = log.lock().unwrap();
                 log.push_str(&line);
@@ -140,6 +166,13 @@ impl Server {
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+    }
+
+    /// Scrapes `/metrics` and returns the parsed series.
+    pub async fn metrics(&self) -> std::collections::HashMap<String, f64> {
+        let response = self.client.get(self.url("/metrics")).send().await.unwrap();
+        assert_eq!(response.status(), 200);
+        parse_metrics(&response.text().await.unwrap())
     }
 
     pub fn url(&self, path: &str) -> String {
