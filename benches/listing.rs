@@ -33,6 +33,7 @@ fn seeded_store(dir: &std::path::Path) -> (Store, String) {
                     duration_secs: None,
                     alt: None,
                     hash: format!("{serial:064x}"),
+                    cid: String::new(),
                     uploaded_at: store::now_rfc3339(),
                 }
             })

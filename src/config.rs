@@ -63,6 +63,22 @@ pub struct IpfsConfig {
     pub enabled: bool,
     /// Base URL of the node's RPC API.
     pub api_url: String,
+    /// Leaf size of the UnixFS DAG in bytes, sent as `chunker=size-N`.
+    pub chunk_size: usize,
+    /// Links per inner DAG node; Kubo's balanced layout uses 174.
+    pub max_links: usize,
+    /// Multihash function of every block; only `sha2-256` is supported.
+    pub hash: String,
+    /// Jobs sent to the node at once.
+    pub concurrency: usize,
+    /// Seconds each call to the node may take before it is abandoned.
+    pub timeout_secs: u64,
+    /// Seconds before the first retry of a failed call; each later retry waits twice as long.
+    pub retry_initial_secs: u64,
+    /// Maximum wait between retries, in seconds.
+    pub retry_max_secs: u64,
+    /// Whether the pin is removed when the last record of a blob is deleted.
+    pub unpin_on_delete: bool,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -131,6 +147,14 @@ impl Default for IpfsConfig {
         IpfsConfig {
             enabled: false,
             api_url: "http://127.0.0.1:5001".to_owned(),
+            chunk_size: 262_144,
+            max_links: 174,
+            hash: "sha2-256".to_owned(),
+            concurrency: 2,
+            timeout_secs: 120,
+            retry_initial_secs: 5,
+            retry_max_secs: 3600,
+            unpin_on_delete: true,
         }
     }
 }
@@ -281,6 +305,7 @@ impl Config {
                 self.log.level
             );
         }
+        self.ipfs.validate()?;
         Ok(())
     }
 

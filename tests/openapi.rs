@@ -35,6 +35,11 @@ const DOCUMENTED: &[(&str, &str, u16)] = &[
     ("delete", "/api/media/{id}", 200),
     ("delete", "/api/media/{id}", 401),
     ("delete", "/api/media/{id}", 404),
+    ("get", "/api/ipfs", 200),
+    ("get", "/api/ipfs", 401),
+    ("post", "/api/ipfs/verify", 200),
+    ("post", "/api/ipfs/verify", 400),
+    ("post", "/api/ipfs/verify", 401),
     ("get", "/api/openapi.json", 200),
     ("get", "/healthz", 200),
     ("get", "/readyz", 200),
@@ -197,6 +202,16 @@ async fn produce(servers: &Servers, method: &str, path: &str, status: u16) -> Pr
         ("delete", "/api/media/{id}", 404) => client
             .delete(n.url(&format!("/api/media/{missing_id}")))
             .header("authorization", &auth),
+
+        ("get", "/api/ipfs", 200) => n.get_api("/api/ipfs"),
+        ("get", "/api/ipfs", 401) => client.get(n.url("/api/ipfs")),
+        ("post", "/api/ipfs/verify", 200) => client
+            .post(n.url("/api/ipfs/verify"))
+            .header("authorization", &auth),
+        ("post", "/api/ipfs/verify", 400) => client
+            .post(n.url("/api/ipfs/verify?repair=maybe"))
+            .header("authorization", &auth),
+        ("post", "/api/ipfs/verify", 401) => client.post(n.url("/api/ipfs/verify")),
 
         ("get", "/api/openapi.json", 200) => client.get(n.url("/api/openapi.json")),
         ("get", "/healthz", 200) => client.get(n.url("/healthz")),

@@ -1,5 +1,6 @@
 //! The media API under `/api`: Bearer authentication, the API version header and the routes.
 
+mod ipfs;
 mod media;
 pub mod openapi;
 mod upload;
@@ -53,6 +54,14 @@ pub async fn handle(
             Method::DELETE => media::delete(state, id).await,
             other => Err(ApiError::method_not_allowed(&other, "GET, DELETE")),
         },
+        ["ipfs"] => match method {
+            Method::GET => ipfs::status(state).await,
+            other => Err(ApiError::method_not_allowed(&other, "GET")),
+        },
+        ["ipfs", "verify"] => match method {
+            Method::POST => ipfs::verify(state, &request).await,
+            other => Err(ApiError::method_not_allowed(&other, "POST")),
+        },
         _ => Err(ApiError::not_found(
             "route_not_found",
             format!("no API route {path}; see the README for the routes"),
@@ -104,7 +113,25 @@ pub struct MediaItem<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub alt: Option<&'a str>,
     pub hash: &'a str,
+    /// CIDv1 in base32; `null` only for a blob stored before kura computed CIDs, until the
+    /// start-up pass has computed it.
+    pub cid: Option<&'a str>,
     pub uploaded_at: &'a str,
+    /// Replication state; absent while replication is off.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ipfs: Option<IpfsItem<'a>>,
+}
+
+/// Replication state of a record's blob as the API shows it.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct IpfsItem<'a> {
+    pub status: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pinned_at: Option<&'a str>,
+    /// Last failure, kept while the job is retried or after it failed for good.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<&'a str>,
 }
 
 impl<'a> MediaItem<'a> {
@@ -121,7 +148,13 @@ impl<'a> MediaItem<'a> {
             duration: record.duration_secs,
             alt: record.alt.as_deref(),
             hash: &record.hash,
+            cid: Some(record.cid.as_str()).filter(|cid| !cid.is_empty()),
             uploaded_at: &record.uploaded_at,
+            ipfs: record.ipfs.as_ref().map(|status| IpfsItem {
+                status: status.state.as_str(),
+                pinned_at: status.pinned_at.as_deref(),
+                error: status.error.as_deref(),
+            }),
         }
     }
 }

@@ -40,6 +40,17 @@ pub enum Command {
     Gc(gc::GcArgs),
     /// Print counts and bytes of media records, blobs, replication jobs and cached variants.
     Stats(stats::StatsArgs),
+    /// Rehash every stored blob and report missing or corrupt ones; exits 1 unless all are intact.
+    Verify(VerifyArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    #[command(flatten)]
+    pub common: ConfigArgs,
+    /// Restore missing and corrupt blobs from the IPFS node at ipfs.api_url, by their CID.
+    #[arg(long)]
+    pub repair: bool,
 }
 
 /// Options every command that opens the data directory takes.
@@ -95,13 +106,14 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Serve(args) => serve(args),
         Command::Key(command) => key(command),
+        Command::Verify(args) => crate::ipfs::cli::verify(args),
         Command::Import(args) => import::run(args),
         Command::Gc(args) => gc::run(args),
         Command::Stats(args) => stats::run(args),
     }
 }
 
-fn load_config(
+pub(crate) fn load_config(
     common: &ConfigArgs,
     listen: Option<String>,
     public_url: Option<String>,
@@ -178,6 +190,7 @@ async fn serve_async(config: Config) -> anyhow::Result<()> {
         }
         None => None,
     };
+    let replication = crate::ipfs::start(&state.store, &state.config.ipfs)?;
     let stop = shutdown.clone();
     let signalled = shutdown_signal();
     ops::systemd::notify_ready(&local_addr.to_string());
@@ -195,6 +208,7 @@ async fn serve_async(config: Config) -> anyhow::Result<()> {
             Err(err) => tracing::error!(error = %err, "metrics listener task failed"),
         }
     }
+    replication.stop().await;
     tracing::info!("server stopped; database closed");
     Ok(())
 }
@@ -205,7 +219,9 @@ pub fn open_store(config: &Config) -> anyhow::Result<Store> {
         max_source_pixels: config.storage.max_source_pixels,
         max_frames: config.storage.max_frames,
     };
-    Ok(Store::open(&config.storage.data_dir, limits)?)
+    let mut store = Store::open(&config.storage.data_dir, limits)?;
+    store.configure_ipfs(&config.ipfs);
+    Ok(store)
 }
 
 /// Creates a key named `default` when the data directory has none, and prints it once.

@@ -32,6 +32,7 @@ pub fn run(args: StatsArgs) -> anyhow::Result<ExitCode> {
         );
     }
     let index = Index::open(&data_dir.join(store::DB_FILE))?;
+    index.set_ipfs_policy(config.ipfs.queue_policy());
     let stats = stats::gather(data_dir, &index, config.storage.min_free_bytes)?;
 
     if args.json {
@@ -64,7 +65,7 @@ pub fn run(args: StatsArgs) -> anyhow::Result<ExitCode> {
                 println!("  {state:<11} {count} jobs");
             }
         }
-        None => println!("replication: not tracked in this build"),
+        None => println!("replication: off (ipfs.enabled = false)"),
     }
     match &stats.variants {
         Some(variants) => println!(

@@ -1,7 +1,8 @@
-//! Public delivery: resolves `/{file-name}` to a stored blob and streams it, no key needed.
+//! Public delivery: resolves `/{file-name}` (or `/ipfs/{cid}`) to a stored blob and streams it,
+//! no key needed.
 
 use hyper::body::Incoming;
-use hyper::header::{HeaderName, HeaderValue, CONTENT_DISPOSITION};
+use hyper::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_DISPOSITION};
 use hyper::{Method, Request, Response};
 use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 
@@ -29,6 +30,11 @@ pub async fn handle(
     let method = request.method().clone();
     if method != Method::GET && method != Method::HEAD {
         return Err(ApiError::method_not_allowed(&method, "GET, HEAD"));
+    }
+    // `/ipfs/{cid}` names a blob by its content; every other path names a file.
+    if let Some(cid) = request.uri().path().strip_prefix("/ipfs/") {
+        let cid = cid.to_owned();
+        return crate::ipfs::gateway::handle(state, &method, &request, &cid).await;
     }
     let raw_path = request.uri().path().trim_start_matches('/');
     // Path form `/tr:CHAIN/NAME`: the chain is one whole segment right before the name.
@@ -106,7 +112,7 @@ pub async fn handle(
             last_modified: parse_rfc3339(&record.uploaded_at),
             extra_headers: vec![disposition],
         };
-        return send(&method, &request, representation, &record, &name).await;
+        return send(state, &method, &request, representation, &record, &name).await;
     };
 
     if !record.media_type.is_image() {
@@ -152,30 +158,56 @@ pub async fn handle(
         last_modified: parse_rfc3339(&record.uploaded_at),
         extra_headers,
     };
-    send(&method, &request, representation, &record, &name).await
+    send(state, &method, &request, representation, &record, &name).await
 }
 
 async fn send(
+    state: &AppState,
     method: &Method,
     request: &Request<Incoming>,
     representation: Representation,
     record: &crate::store::MediaRecord,
     name: &str,
 ) -> Result<Response<Body>, ApiError> {
-    match file::serve(method, request.headers(), representation).await {
-        Ok(response) => Ok(response),
-        Err(ServeError::Precondition(err)) => Err(err),
-        Err(ServeError::Missing(path)) => {
-            tracing::error!(media_id = %record.id, hash = %record.hash, path = %path.display(),
-                "blob file missing for an indexed media record");
-            Err(ApiError::service_unavailable(
-                "blob_unavailable",
-                format!("the stored bytes of {name:?} are missing on this server; the operator must restore them (`kura verify`)"),
-                60,
-            )
-            .with_ik_error("ENOENT"))
+    // Only an original can come back from IPFS; a cached variant is never pinned.
+    let restorable = representation.path == state.store.blob_path(&record.hash);
+    let hash = restorable.then_some(record.hash.as_str());
+    send_blob(state, method, request.headers(), hash, name, representation).await
+}
+
+/// Sends a stored file. When the file is missing and `restorable_hash` names its blob, the blob
+/// is restored from the IPFS node first, while replication is on. `label` names the request's
+/// target in the error when the file stays missing.
+pub async fn send_blob(
+    state: &AppState,
+    method: &Method,
+    headers: &HeaderMap,
+    restorable_hash: Option<&str>,
+    label: &str,
+    representation: Representation,
+) -> Result<Response<Body>, ApiError> {
+    let mut restore = restorable_hash;
+    loop {
+        match file::serve(method, headers, representation.clone()).await {
+            Ok(response) => return Ok(response),
+            Err(ServeError::Precondition(err)) => return Err(err),
+            Err(ServeError::Missing(path)) => {
+                if let Some(hash) = restore.take() {
+                    if crate::ipfs::restore::read_through(state, hash).await {
+                        continue;
+                    }
+                }
+                tracing::error!(target = %label, path = %path.display(),
+                    "blob file missing for an indexed media record");
+                return Err(ApiError::service_unavailable(
+                    "blob_unavailable",
+                    format!("the stored bytes of {label:?} are missing on this server and could not be restored from IPFS; the operator must restore them (`kura verify --repair`)"),
+                    60,
+                )
+                .with_ik_error("ENOENT"));
+            }
+            Err(err @ ServeError::Io { .. }) => return Err(ApiError::internal(err.to_string())),
         }
-        Err(err @ ServeError::Io { .. }) => Err(ApiError::internal(err.to_string())),
     }
 }
 
@@ -184,7 +216,7 @@ fn not_found(name: &str) -> ApiError {
 }
 
 /// `inline` (or `attachment`) with an ASCII fallback name and the exact UTF-8 name (RFC 6266).
-fn content_disposition(file_name: &str, attachment: bool) -> (HeaderName, HeaderValue) {
+pub fn content_disposition(file_name: &str, attachment: bool) -> (HeaderName, HeaderValue) {
     let kind = if attachment { "attachment" } else { "inline" };
     let fallback: String = file_name
         .chars()

@@ -21,6 +21,7 @@ use super::range::{self, RangeRequest};
 pub const IMMUTABLE: &str = "public, max-age=31536000, immutable";
 
 /// A file on disk and the headers that describe it.
+#[derive(Clone)]
 pub struct Representation {
     pub path: PathBuf,
     pub content_type: String,

@@ -163,6 +163,7 @@ mod tests {
                 duration_secs: None,
                 alt: None,
                 hash: kept.clone(),
+                cid: String::new(),
                 uploaded_at: "2026-01-01T00:00:00Z".to_owned(),
             })
             .unwrap();

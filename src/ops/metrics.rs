@@ -1,11 +1,11 @@
 //! Prometheus metrics: every family kura exposes, the functions that update them, and the text
 //! exposition format (version 0.0.4) served at `GET /metrics`.
 //!
-//! Families for features that are not built yet (transformations, the transform cache and queue,
-//! IPFS replication) are registered now so their names are fixed. Nothing calls their update
-//! functions yet, so their plain counters and gauges read 0, and their labelled families
-//! (`kura_transform_outputs_total`, `kura_replication_jobs`) are left out of the output until a
-//! first series exists.
+//! Families for features that are not built yet (transformations, the transform cache and queue)
+//! are registered now so their names are fixed. Nothing calls their update functions yet, so their
+//! plain counters and gauges read 0, and their labelled families (`kura_transform_outputs_total`)
+//! are left out of the output until a first series exists. `kura_replication_jobs` has series
+//! only while IPFS replication is on.
 
 use std::time::Duration;
 
@@ -276,7 +276,7 @@ impl Metrics {
         );
         r.register(
             "replication_jobs",
-            "IPFS replication jobs, by state (no series until replication exists)",
+            "IPFS replication jobs, by state (no series while replication is off)",
             m.replication_jobs.clone(),
         );
         self.registry = r;
@@ -352,8 +352,9 @@ impl Metrics {
         self.transform_queue_rejections.inc();
     }
 
-    /// Sets how many replication jobs are in `state` (e.g. `queued`, `running`, `failed`).
-    /// NOTE: no caller yet; the IPFS replication queue is meant to call it.
+    /// Sets how many replication jobs are in `state` (`pending`, `pinned`, `failed`,
+    /// `unpin_pending`, `unpin_failed`). `GET /metrics` sets them from the IPFS job counts while
+    /// replication is on.
     pub fn set_replication_jobs(&self, state: &str, count: u64) {
         self.replication_jobs
             .get_or_create(&StateLabels {

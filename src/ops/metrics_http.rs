@@ -25,6 +25,19 @@ pub fn metrics(state: &AppState, method: &Method) -> Result<Response<Body>, ApiE
     if method != Method::GET && method != Method::HEAD {
         return Err(ApiError::method_not_allowed(method, "GET, HEAD"));
     }
+    if state.config.ipfs.enabled {
+        // A read of the five-row counts table, cheap enough for the request thread.
+        match state.store.index().ipfs_job_counts() {
+            Ok(counts) => {
+                for (job_state, count) in counts.by_state() {
+                    state.metrics.set_replication_jobs(job_state, count);
+                }
+            }
+            Err(err) => {
+                tracing::error!(error = %err, "failed to read IPFS job counts for /metrics")
+            }
+        }
+    }
     let text = state.metrics.encode(state.store.usage());
     let mut response = Response::new(body::full(text));
     response

@@ -67,11 +67,19 @@ pub fn gather(data_dir: &Path, index: &Index, min_free_bytes: u64) -> Result<Sta
     })
 }
 
-/// Returns the number of replication jobs in each state, or `None` while this build has no
-/// replication queue.
-/// TODO: the IPFS replication feature should count its jobs by state here.
-pub fn replication_states(_index: &Index) -> Result<Option<BTreeMap<String, u64>>, StoreError> {
-    Ok(None)
+/// Returns the number of IPFS replication jobs in each state (see `JobCounts::by_state`), or
+/// `None` while replication is off.
+pub fn replication_states(index: &Index) -> Result<Option<BTreeMap<String, u64>>, StoreError> {
+    if !index.ipfs_policy().enabled {
+        return Ok(None);
+    }
+    let counts = index.ipfs_job_counts()?;
+    let states = counts
+        .by_state()
+        .into_iter()
+        .map(|(state, count)| (state.to_owned(), count))
+        .collect();
+    Ok(Some(states))
 }
 
 /// Returns the cached variants' count and bytes, or `None` while this build has no variant cache.

@@ -10,6 +10,8 @@ use std::path::{Path, PathBuf};
 
 use tokio::io::AsyncWriteExt;
 
+use crate::ipfs::cid_builder::{CidBuilder, CidOptions};
+
 /// How many leading bytes of an upload are kept for type sniffing.
 pub const HEAD_BYTES: usize = 4096;
 
@@ -21,6 +23,8 @@ pub type BlobHash = String;
 pub struct BlobDirs {
     blobs: PathBuf,
     tmp: PathBuf,
+    /// DAG layout of the CID computed for every new blob.
+    cid_options: CidOptions,
 }
 
 impl BlobDirs {
@@ -28,7 +32,18 @@ impl BlobDirs {
         BlobDirs {
             blobs: data_dir.join("blobs"),
             tmp: data_dir.join("tmp"),
+            cid_options: CidOptions::default(),
         }
+    }
+
+    pub fn cid_options(&self) -> CidOptions {
+        self.cid_options
+    }
+
+    /// Sets the DAG layout of the CIDs that new writers compute.
+    pub fn with_cid_options(mut self, cid_options: CidOptions) -> Self {
+        self.cid_options = cid_options;
+        self
     }
 
     /// Creates the directories and removes temp files that a crash or kill left behind.
@@ -72,6 +87,7 @@ impl BlobDirs {
             file,
             guard: TempFile::new(path),
             hasher: blake3::Hasher::new(),
+            cid: CidBuilder::new(self.cid_options),
             size: 0,
             head: Vec::with_capacity(HEAD_BYTES),
         })
@@ -85,15 +101,7 @@ impl BlobDirs {
             // Dedup: the same bytes are already stored, and a rename would only replace them.
             return Ok(false);
         }
-        let shard = target.parent().expect("blob paths have a shard directory");
-        std::fs::create_dir_all(shard)?;
-        std::fs::rename(staged.guard.path(), &target)?;
-        staged.guard.disarm();
-        sync_dir(shard)?;
-        // A new shard directory must itself be durable in its parent.
-        if let Some(parent) = shard.parent() {
-            sync_dir(parent)?;
-        }
+        rename_durably(staged, &target)?;
         Ok(true)
     }
 
@@ -114,6 +122,8 @@ impl BlobDirs {
         drop(file);
         let staged = StagedBlob {
             hash: blake3::hash(bytes).to_hex().to_string(),
+            // Variants are a cache that is never pinned, so they get no CID.
+            cid: String::new(),
             size: bytes.len() as u64,
             head: Vec::new(),
             guard,
@@ -132,17 +142,40 @@ impl BlobDirs {
             Err(err) => Err(err),
         }
     }
+
+    /// Moves a fsynced temp file over the blob at its content address, replacing a missing or
+    /// corrupt file, and makes the rename durable. The caller has checked the staged hash.
+    pub fn replace(&self, staged: StagedBlob) -> io::Result<()> {
+        let target = self.blob_path(&staged.hash);
+        rename_durably(staged, &target)
+    }
+}
+
+/// Renames a staged temp file to `target` and fsyncs the directories the rename changed.
+fn rename_durably(staged: StagedBlob, target: &Path) -> io::Result<()> {
+    let shard = target.parent().expect("blob paths have a shard directory");
+    std::fs::create_dir_all(shard)?;
+    std::fs::rename(staged.guard.path(), target)?;
+    staged.guard.disarm();
+    sync_dir(shard)?;
+    // A new shard directory must itself be durable in its parent.
+    if let Some(parent) = shard.parent() {
+        sync_dir(parent)?;
+    }
+    Ok(())
 }
 
 fn sync_dir(dir: &Path) -> io::Result<()> {
     std::fs::File::open(dir)?.sync_all()
 }
 
-/// Streams an upload into a temp file while hashing it and keeping its first bytes.
+/// Streams an upload into a temp file while hashing it (BLAKE3 and the IPFS CID) and keeping its
+/// first bytes.
 pub struct BlobWriter {
     file: tokio::fs::File,
     guard: TempFile,
     hasher: blake3::Hasher,
+    cid: CidBuilder,
     size: u64,
     head: Vec<u8>,
 }
@@ -154,6 +187,7 @@ impl BlobWriter {
             self.head.extend_from_slice(&chunk[..take]);
         }
         self.hasher.update(chunk);
+        self.cid.update(chunk);
         self.size += chunk.len() as u64;
         self.file.write_all(chunk).await
     }
@@ -169,6 +203,7 @@ impl BlobWriter {
         drop(self.file);
         Ok(StagedBlob {
             hash: self.hasher.finalize().to_hex().to_string(),
+            cid: self.cid.finish().to_string(),
             size: self.size,
             head: self.head,
             guard: self.guard,
@@ -179,6 +214,8 @@ impl BlobWriter {
 /// A complete, fsynced upload waiting in `tmp/` for validation and placement.
 pub struct StagedBlob {
     pub hash: BlobHash,
+    /// CIDv1 in base32, as Kubo's `add` with the configured layout and raw leaves reports it.
+    pub cid: String,
     pub size: u64,
     pub head: Vec<u8>,
     guard: TempFile,
@@ -239,6 +276,11 @@ mod tests {
         let hash = staged.hash.clone();
         assert_eq!(hash, blake3::hash(b"hello world").to_hex().to_string());
         assert_eq!(staged.head, b"hello world");
+        // `printf 'hello world' | ipfs add --cid-version=1 --raw-leaves` gives this CID.
+        assert_eq!(
+            staged.cid,
+            "bafkreifzjut3te2nhyekklss27nh3k72ysco7y32koao5eei66wof36n5e"
+        );
         assert!(dirs.place(staged).unwrap());
         assert_eq!(
             std::fs::read(dirs.blob_path(&hash)).unwrap(),

@@ -5,6 +5,7 @@
 //! treat a commit error as "state unknown" and report it instead of retrying blindly.
 
 use std::path::Path;
+use std::sync::OnceLock;
 
 use redb::{
     Database, DatabaseError, ReadableDatabase, ReadableTable, ReadableTableMetadata,
@@ -12,6 +13,7 @@ use redb::{
 };
 use serde::{Deserialize, Serialize};
 
+use super::ipfs_jobs::{self, IpfsStatus, QueuePolicy};
 use super::names;
 use super::probe::MediaType;
 use super::StoreError;
@@ -34,7 +36,7 @@ const API_KEYS: TableDefinition<&str, &[u8]> = TableDefinition::new("api_keys_v1
 /// BLAKE3 hash of an API key → key name.
 const API_KEY_HASHES: TableDefinition<&[u8], &str> = TableDefinition::new("api_key_hashes_v1");
 /// Unversioned by design: it records the versions of everything else.
-const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+pub(super) const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 
 const META_SCHEMA_VERSION: &str = "schema_version";
 const META_NEXT_SEQ: &str = "next_seq";
@@ -60,6 +62,12 @@ pub struct MediaRecord {
     pub uploaded_at: String,
     /// Position in the upload-time listing.
     pub seq: u64,
+    /// CIDv1 (base32) of the bytes; empty in records written before kura computed CIDs.
+    #[serde(default)]
+    pub cid: String,
+    /// Replication state of the blob, filled in when records are read while replication is on.
+    #[serde(skip)]
+    pub ipfs: Option<IpfsStatus>,
 }
 
 /// Per-blob index entry: reference count, size and type.
@@ -69,6 +77,10 @@ pub struct BlobRecord {
     pub size: u64,
     /// The uploaded type; `None` for blobs that only transformed variants use.
     pub media_type: Option<MediaType>,
+    /// CIDv1 (base32) of the bytes; empty in records written before kura computed CIDs and in
+    /// blobs that only transformed variants use.
+    #[serde(default)]
+    pub cid: String,
 }
 
 /// Metadata of one API key; the key itself is never stored.
@@ -95,6 +107,8 @@ pub struct NewMedia {
     pub duration_secs: Option<f64>,
     pub alt: Option<String>,
     pub hash: String,
+    /// CIDv1 (base32) computed while the upload streamed.
+    pub cid: String,
     pub uploaded_at: String,
 }
 
@@ -108,6 +122,10 @@ pub struct Deleted {
 
 pub struct Index {
     pub(super) db: Database,
+    /// Queueing rules for IPFS jobs. Replication stays off until the store sets them.
+    pub(super) ipfs_policy: OnceLock<QueuePolicy>,
+    /// Woken after a commit that queued an IPFS job, so the worker need not poll.
+    pub(super) ipfs_jobs_queued: tokio::sync::Notify,
 }
 
 pub(super) fn db_err(err: impl std::fmt::Display) -> StoreError {
@@ -163,9 +181,14 @@ impl Index {
             txn.open_table(BLOBS).map_err(db_err)?;
             txn.open_table(API_KEYS).map_err(db_err)?;
             txn.open_table(API_KEY_HASHES).map_err(db_err)?;
+            ipfs_jobs::create_tables(&txn)?;
         }
         txn.commit().map_err(db_err)?;
-        Ok(Index { db })
+        Ok(Index {
+            db,
+            ipfs_policy: OnceLock::new(),
+            ipfs_jobs_queued: tokio::sync::Notify::new(),
+        })
     }
 
     pub fn schema_version(&self) -> Result<u64, StoreError> {
@@ -175,8 +198,9 @@ impl Index {
         Ok(version.map(|v| v.value()).unwrap_or(0))
     }
 
-    /// Inserts a media record, giving it a unique name and the next listing position, and counts
-    /// one more reference to its blob, all in one transaction.
+    /// Inserts a media record, giving it a unique name and the next listing position, counts one
+    /// more reference to its blob, and indexes the blob's CID and queues its IPFS pin, all in one
+    /// transaction.
     pub fn insert_media(&self, new: NewMedia) -> Result<MediaRecord, StoreError> {
         let mut records = self.insert_media_many(vec![new])?;
         Ok(records.pop().expect("one record in, one record out"))
@@ -185,12 +209,18 @@ impl Index {
     /// Inserts several media records in one transaction, which costs one commit (and one fsync)
     /// for the whole batch. Their blobs must already be in place.
     pub fn insert_media_many(&self, batch: Vec<NewMedia>) -> Result<Vec<MediaRecord>, StoreError> {
+        let policy = self.ipfs_policy();
         let txn = self.db.begin_write().map_err(db_err)?;
         let mut records = Vec::with_capacity(batch.len());
         for new in batch {
-            records.push(insert_in(&txn, new)?);
+            let mut record = insert_in(&txn, new)?;
+            ipfs_jobs::media_stored(&txn, &policy, &mut record)?;
+            records.push(record);
         }
         txn.commit().map_err(db_err)?;
+        if policy.enabled {
+            self.ipfs_jobs_queued.notify_one();
+        }
         Ok(records)
     }
 
@@ -198,7 +228,10 @@ impl Index {
         let txn = self.db.begin_read().map_err(db_err)?;
         let media = txn.open_table(MEDIA).map_err(db_err)?;
         let found = media.get(id).map_err(db_err)?;
-        found.map(|guard| from_json(guard.value())).transpose()
+        let mut record: Option<MediaRecord> =
+            found.map(|guard| from_json(guard.value())).transpose()?;
+        self.annotate(&txn, record.as_mut_slice())?;
+        Ok(record)
     }
 
     pub fn get_by_name(&self, name: &str) -> Result<Option<MediaRecord>, StoreError> {
@@ -210,7 +243,10 @@ impl Index {
         };
         let media = txn.open_table(MEDIA).map_err(db_err)?;
         let found = media.get(id.as_str()).map_err(db_err)?;
-        found.map(|guard| from_json(guard.value())).transpose()
+        let mut record: Option<MediaRecord> =
+            found.map(|guard| from_json(guard.value())).transpose()?;
+        self.annotate(&txn, record.as_mut_slice())?;
+        Ok(record)
     }
 
     pub fn media_count(&self) -> Result<u64, StoreError> {
@@ -247,11 +283,14 @@ impl Index {
                 .ok_or_else(|| db_err(format!("listing names missing media {}", id.value())))?;
             items.push(from_json(guard.value())?);
         }
+        self.annotate(&txn, &mut items)?;
         Ok((items, total))
     }
 
-    /// Removes a record, retires its name for good, and drops one blob reference.
+    /// Removes a record, retires its name for good, and drops one blob reference. Dropping the
+    /// last one also queues the blob's IPFS unpin in the same transaction.
     pub fn delete_media(&self, id: &str) -> Result<Option<Deleted>, StoreError> {
+        let policy = self.ipfs_policy();
         let txn = self.db.begin_write().map_err(db_err)?;
         let deleted = {
             let mut media = txn.open_table(MEDIA).map_err(db_err)?;
@@ -271,12 +310,21 @@ impl Index {
             adjust_counts(&txn, record.seq, false)?;
 
             let blob_unreferenced = drop_blob_reference(&txn, &record.hash)?;
+            // NOTE: a blob that a cached variant still uses is not unreferenced here, and when
+            // the variant later drops the last reference no unpin is queued, so the pin stays on
+            // the node. That needs identical bytes uploaded and produced by a transformation.
+            if blob_unreferenced {
+                ipfs_jobs::blob_removed(&txn, &policy, &record.hash, &record.cid)?;
+            }
             Deleted {
                 record,
                 blob_unreferenced,
             }
         };
         txn.commit().map_err(db_err)?;
+        if policy.enabled && deleted.blob_unreferenced {
+            self.ipfs_jobs_queued.notify_one();
+        }
         Ok(Some(deleted))
     }
 
@@ -371,6 +419,8 @@ fn insert_in(txn: &WriteTransaction, new: NewMedia) -> Result<MediaRecord, Store
         hash: new.hash,
         uploaded_at: new.uploaded_at,
         seq,
+        cid: new.cid,
+        ipfs: None,
     };
     txn.open_table(MEDIA)
         .map_err(db_err)?
@@ -412,6 +462,8 @@ pub(super) fn add_blob_reference(
             refcount: 1,
             size,
             media_type,
+            // Set by `ipfs_jobs::media_stored` when a media record uses the blob.
+            cid: String::new(),
         },
     };
     blobs
@@ -544,6 +596,7 @@ mod tests {
             duration_secs: None,
             alt: None,
             hash: hash.to_owned(),
+            cid: String::new(),
             uploaded_at: "2026-01-01T00:00:00Z".to_owned(),
         }
     }

@@ -80,6 +80,7 @@ mod tests {
             duration_secs: None,
             alt: None,
             hash: hash.to_owned(),
+            cid: String::new(),
             uploaded_at: "2026-01-01T00:00:00Z".to_owned(),
         }
     }

@@ -10,6 +10,7 @@ pub mod blobs;
 pub mod imports;
 pub mod index;
 pub mod inventory;
+pub mod ipfs_jobs;
 pub mod names;
 pub mod probe;
 pub mod usage;
@@ -22,8 +23,9 @@ use tokio::sync::Mutex;
 
 pub use blobs::{BlobDirs, BlobWriter, StagedBlob};
 pub use imports::ImportSource;
-pub use index::{ApiKeyRecord, Deleted, Index, MediaRecord, NewMedia};
+pub use index::{ApiKeyRecord, BlobRecord, Deleted, Index, MediaRecord, NewMedia};
 pub use inventory::IndexTotals;
+pub use ipfs_jobs::{IpfsJob, IpfsStatus, JobCounts, JobKind, JobOutcome, JobState, QueuePolicy};
 pub use probe::{MediaInfo, MediaType, ProbeError, ProbeLimits};
 pub use usage::{Usage, UsageSnapshot};
 pub use variants::VariantRecord;
@@ -139,6 +141,35 @@ impl Store {
         &self.dirs
     }
 
+    /// Returns the DAG layout of the CIDs computed for new blobs.
+    pub fn cid_options(&self) -> crate::ipfs::cid_builder::CidOptions {
+        self.dirs.cid_options()
+    }
+
+    /// Applies the `[ipfs]` settings: the DAG layout of the CIDs computed for new blobs, and
+    /// which blob changes queue replication jobs. Call before the store is shared.
+    pub fn configure_ipfs(&mut self, config: &crate::config::IpfsConfig) {
+        self.dirs = self.dirs.clone().with_cid_options(config.cid_options());
+        self.index.set_ipfs_policy(config.queue_policy());
+    }
+
+    /// Puts restored bytes in place of a missing or corrupt blob file. Returns false, storing
+    /// nothing, when no record uses the blob any more, so a restore racing a deletion cannot
+    /// leave an orphan file. The caller has checked that the staged hash is the blob's.
+    pub async fn restore_blob(&self, staged: StagedBlob) -> Result<bool, StoreError> {
+        let _guard = self.stripe(&staged.hash).lock().await;
+        let dirs = self.dirs.clone();
+        let index = self.index.clone();
+        run_blocking(move || {
+            if index.get_blob(&staged.hash)?.is_none() {
+                return Ok(false);
+            }
+            dirs.replace(staged)?;
+            Ok(true)
+        })
+        .await?
+    }
+
     /// Starts a new upload in the temp directory.
     pub async fn writer(&self) -> Result<BlobWriter, StoreError> {
         Ok(self.dirs.writer().await?)
@@ -193,6 +224,7 @@ impl Store {
             duration_secs: info.duration_secs,
             alt,
             hash: staged.hash.clone(),
+            cid: staged.cid.clone(),
             uploaded_at: now_rfc3339(),
         };
 

@@ -77,6 +77,8 @@ pub struct Server {
     pub data_dir: PathBuf,
     dir: Arc<tempfile::TempDir>,
     log: Arc<Mutex<String>>,
+    /// Thread copying the process's stderr into `log`; it ends when the process exits.
+    log_reader: Option<std::thread::JoinHandle<()>>,
     extra_args: Vec<String>,
     pub client: reqwest::Client,
 }
@@ -106,6 +108,7 @@ impl Server {
             data_dir,
             dir,
             log: Arc::new(Mutex::new(String::new())),
+            log_reader: None,
             extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
             client: reqwest::Client::builder()
                 .pool_max_idle_per_host(0)
@@ -130,7 +133,7 @@ impl Server {
         let stderr = child.stderr.take().unwrap();
         let log = self.log.clone();
         let (addr_tx, addr_rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
+        let reader = std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines() {
                 let Ok(line) = line else { break };
                 if let Some(addr) = logged_address(&line, "kura is serving") {
@@ -143,6 +146,7 @@ impl Server {
         });
         // Stored before waiting so that Drop kills the process even when start-up fails.
         self.child = Some(child);
+        self.log_reader = Some(reader);
         let addr = match addr_rx.recv_timeout(Duration::from_secs(30)) {
             Ok(addr) => addr,
             Err(_) => panic!("server did not start; log:\n{}", self.log()),
@@ -188,6 +192,14 @@ impl Server {
         if let Some(mut child) = self.child.take() {
             child.kill().unwrap();
             child.wait().unwrap();
+            self.join_log_reader();
+        }
+    }
+
+    /// Waits until the log contains everything the exited process wrote.
+    fn join_log_reader(&mut self) {
+        if let Some(reader) = self.log_reader.take() {
+            let _ = reader.join();
         }
     }
 
@@ -204,6 +216,7 @@ impl Server {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if let Some(status) = child.try_wait().unwrap() {
+                self.join_log_reader();
                 return status;
             }
             assert!(
