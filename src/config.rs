@@ -162,15 +162,15 @@ impl Default for IpfsConfig {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct TransformConfig {
-    /// Whether `f-auto` may answer with AVIF when the client accepts it (ImageKit's default is off).
+    /// Whether `f-auto` may send AVIF when the client accepts it (ImageKit's default is off).
     pub auto_avif: bool,
     /// Whether a URL without `f` behaves as `f-auto`; when false it keeps the source format.
     pub auto_format: bool,
     /// Quality of lossy output when the URL gives no `q`, 1 to 100.
     pub default_quality: u8,
-    /// Largest output image, in pixels.
+    /// Maximum output image size, in pixels.
     pub max_output_pixels: u64,
-    /// Longest output side, in pixels.
+    /// Maximum output side, in pixels.
     pub max_output_side: u32,
     /// Bytes of transformed variants kept on disk; the least recently used go first.
     pub cache_max_bytes: u64,
