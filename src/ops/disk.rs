@@ -12,7 +12,7 @@ pub struct DiskSpace {
     pub total_bytes: u64,
 }
 
-/// Reads the space of the filesystem that holds `path`.
+/// Reads the space of the filesystem that contains `path`.
 pub fn space(path: &Path) -> std::io::Result<DiskSpace> {
     let stat = rustix::fs::statvfs(path)?;
     Ok(DiskSpace {

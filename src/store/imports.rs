@@ -15,7 +15,7 @@ use super::StoreError;
 /// Absolute source path (raw OS bytes, since paths need not be UTF-8) → `ImportSource` as JSON.
 const IMPORT_SOURCES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("import_sources_v1");
 
-/// What an earlier import stored for one source path.
+/// Record of what an earlier import stored for one source path.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ImportSource {
     /// Hex BLAKE3 hash of the file's bytes when it was imported.

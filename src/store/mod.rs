@@ -233,7 +233,7 @@ impl Store {
         let index = self.index.clone();
         let usage = self.usage.clone();
         let record = run_blocking(move || {
-            // The stripe lock keeps this answer true until the insert below commits.
+            // The stripe lock keeps this result true until the insert below commits.
             let new_blob = index.get_blob(&staged.hash)?.is_none();
             dirs.place(staged)?;
             let record = index.insert_media(new)?;
