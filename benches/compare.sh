@@ -20,7 +20,10 @@ benches/fetch-photos.sh
 
 if [[ ! -x $venv/bin/python ]] || ! "$venv/bin/python" -c "import pyvips" 2>/dev/null; then
   echo "installing pyvips and pyvips-binary from PyPI into $venv"
-  python3 -m venv "$venv"
+  python3 -m venv "$venv" || {
+    echo "error: python3 -m venv failed. On Debian, install the python3-venv package." >&2
+    exit 1
+  }
   "$venv/bin/pip" install --quiet pyvips-binary pyvips
 fi
 
