@@ -5,7 +5,7 @@
 //! 152 ms when built without its assembly (zune-jpeg 0.5.15, mozjpeg-sys 2.2, one x86-64 core). Everything else goes through libjpeg-turbo's decoder as the `mozjpeg`
 //! crate builds it: reduced-scale decoding for shrink-on-load, CMYK and YCCK, arithmetic coding,
 //! and any file that `zune-jpeg` rejects in its strict mode, so that libjpeg decides what is
-//! corrupt. Encoding uses the pure-Rust `jpeg-encoder`.
+//! corrupt. Encoding goes through libjpeg-turbo too, with Huffman tables optimised per image.
 //!
 //! libjpeg reports fatal errors by unwinding out of its error handler, so every call into it
 //! runs inside `catch_unwind`, and the unwind payload becomes a [`PixelError`].
@@ -286,14 +286,7 @@ fn read_full_size_fast(bytes: &[u8], hint: &DecodeHint) -> Option<RawJpeg> {
 /// [`PixelError::Unsupported`], everything else [`PixelError::Invalid`].
 fn run_libjpeg<T>(work: impl FnOnce() -> T) -> Result<T, PixelError> {
     panic::catch_unwind(AssertUnwindSafe(work)).map_err(|payload| {
-        let message = payload
-            .downcast_ref::<String>()
-            .cloned()
-            .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
-            .unwrap_or_else(|| "libjpeg failed".to_string());
-        let message = message
-            .trim_start_matches("libjpeg fatal error: ")
-            .to_string();
+        let message = panic_message(payload.as_ref());
         if message.starts_with("Unsupported") || message.contains("not supported") {
             PixelError::Unsupported {
                 format: SourceFormat::Jpeg.name(),
@@ -303,6 +296,18 @@ fn run_libjpeg<T>(work: impl FnOnce() -> T) -> Result<T, PixelError> {
             PixelError::invalid(SourceFormat::Jpeg, message)
         }
     })
+}
+
+/// Returns the message libjpeg's unwinding error handler raised.
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    let message = payload
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| payload.downcast_ref::<&str>().copied())
+        .unwrap_or("libjpeg failed");
+    message
+        .trim_start_matches("libjpeg fatal error: ")
+        .to_string()
 }
 
 /// Returns `hint.target` in the orientation of the stored pixels: the target is upright, and
@@ -350,62 +355,70 @@ fn rgba_image(width: u32, height: u32, pixels: Vec<u8>) -> Result<RgbaImage, Pix
 
 /// Encodes `image` as a baseline (or progressive) JPEG with 4:4:4 chroma and optimised Huffman
 /// tables. Transparent pixels are composited onto white.
+///
+/// libjpeg-turbo's encoder (as the `mozjpeg` crate builds it) runs with its libjpeg-compatible
+/// defaults, without mozjpeg's slower trellis quantisation and scan search.
 pub(super) fn encode(
     image: &RgbaImage,
     quality: u8,
     progressive: bool,
     metadata: Option<&Metadata>,
 ) -> Result<Vec<u8>, PixelError> {
-    let format = OutputFormat::Jpeg;
     let (width, height) = image.dimensions();
-    let (Ok(width), Ok(height)) = (u16::try_from(width), u16::try_from(height)) else {
+    if width > u32::from(u16::MAX) || height > u32::from(u16::MAX) {
         return Err(PixelError::UnsupportedOutput {
             format: "JPEG",
             detail: format!("{width}x{height} px exceeds the JPEG limit of 65535 px per side"),
         });
-    };
-
-    let mut out = Vec::new();
-    let mut encoder = jpeg_encoder::Encoder::new(&mut out, quality);
-    encoder.set_sampling_factor(jpeg_encoder::SamplingFactor::R_4_4_4);
-    encoder.set_progressive(progressive);
-    // NOTE: jpeg-encoder 0.7's optimised Huffman tables produce streams that zune-jpeg (the image
-    // crate's decoder) misreads in the last block row, although libjpeg reads them, so the
-    // standard tables are used at the cost of a few percent in size.
-    encoder.set_optimized_huffman_tables(false);
-
-    // EXIF and XMP blocks that do not fit one APP segment are left out, because splitting them
-    // (Extended XMP) is rarely worth it for a derived image.
-    if let Some(metadata) = metadata {
-        if let Some(exif) = &metadata.exif {
-            if EXIF_SIGNATURE.len() + exif.len() <= MAX_SEGMENT_PAYLOAD {
-                encoder
-                    .add_exif_metadata(exif)
-                    .map_err(|error| PixelError::encode(format, error))?;
-            }
-        }
-        if let Some(xmp) = &metadata.xmp {
-            if XMP_SIGNATURE.len() + xmp.len() <= MAX_SEGMENT_PAYLOAD {
-                encoder
-                    .add_app_segment(1, [XMP_SIGNATURE, xmp].concat())
-                    .map_err(|error| PixelError::encode(format, error))?;
-            }
-        }
-        if let Some(icc) = &metadata.icc {
-            encoder
-                .add_icc_profile(icc)
-                .map_err(|error| PixelError::encode(format, error))?;
-        }
     }
-
-    let result = if super::super::ops::has_alpha(image) {
-        let rgb = flatten_onto_white(image);
-        encoder.encode(&rgb, width, height, jpeg_encoder::ColorType::Rgb)
+    let flattened;
+    let (pixels, color_space) = if super::super::ops::has_alpha(image) {
+        flattened = flatten_onto_white(image);
+        (flattened.as_slice(), ColorSpace::JCS_RGB)
     } else {
-        encoder.encode(image.as_raw(), width, height, jpeg_encoder::ColorType::Rgba)
+        (image.as_raw().as_slice(), ColorSpace::JCS_EXT_RGBA)
     };
-    result.map_err(|error| PixelError::encode(format, error))?;
-    Ok(out)
+
+    let encoded = panic::catch_unwind(AssertUnwindSafe(|| -> Result<Vec<u8>, PixelError> {
+        let mut compress = mozjpeg::Compress::new(color_space);
+        compress.set_fastest_defaults();
+        compress.set_size(width as usize, height as usize);
+        compress.set_quality(f32::from(quality));
+        compress.set_chroma_sampling_pixel_sizes((1, 1), (1, 1));
+        compress.set_optimize_coding(true);
+        if progressive {
+            compress.set_progressive_mode();
+        }
+        let encode_error = |error: io::Error| PixelError::encode(OutputFormat::Jpeg, error);
+        let mut started = compress
+            .start_compress(Vec::with_capacity(pixels.len() / 8))
+            .map_err(encode_error)?;
+        // EXIF and XMP blocks that do not fit one APP segment are left out, because splitting them
+        // (Extended XMP) is rarely worth it for a derived image.
+        if let Some(metadata) = metadata {
+            if let Some(exif) = &metadata.exif {
+                if EXIF_SIGNATURE.len() + exif.len() <= MAX_SEGMENT_PAYLOAD {
+                    started.write_marker(Marker::APP(1), &[EXIF_SIGNATURE, exif].concat());
+                }
+            }
+            if let Some(xmp) = &metadata.xmp {
+                if XMP_SIGNATURE.len() + xmp.len() <= MAX_SEGMENT_PAYLOAD {
+                    started.write_marker(Marker::APP(1), &[XMP_SIGNATURE, xmp].concat());
+                }
+            }
+            if let Some(icc) = metadata.icc.as_deref().filter(|icc| !icc.is_empty()) {
+                started.write_icc_profile(icc);
+            }
+        }
+        started.write_scanlines(pixels).map_err(encode_error)?;
+        started.finish().map_err(encode_error)
+    }));
+    encoded.unwrap_or_else(|payload| {
+        Err(PixelError::encode(
+            OutputFormat::Jpeg,
+            panic_message(payload.as_ref()),
+        ))
+    })
 }
 
 /// Composites RGBA onto white and returns packed RGB.
@@ -725,6 +738,65 @@ mod tests {
             (1800, 1200),
             "orientation applied only once"
         );
+    }
+
+    #[test]
+    fn output_decodes_alike_in_both_decoders() {
+        // Optimised Huffman tables are where encoders and decoders have disagreed before, so
+        // kura's output must decode alike through zune-jpeg and libjpeg, down to the last row.
+        let decoded = decode_fixture("rocket.jpg");
+        let image = ops::resize(&decoded.frames[0].image, 333, 221);
+        for progressive in [false, true] {
+            let bytes = encode(&image, 80, progressive, None).unwrap();
+            let hint = DecodeHint::default();
+            let fast = read_full_size_fast(&bytes, &hint).expect("fast path declined");
+            let reference = run_libjpeg(|| read_jpeg(&bytes, &hint)).unwrap().unwrap();
+            let (Samples::Rgba(fast_pixels), Samples::Rgba(reference_pixels)) =
+                (fast.samples, reference.samples)
+            else {
+                panic!("expected RGBA samples");
+            };
+            let fast = rgba_image(333, 221, fast_pixels).unwrap();
+            let reference = rgba_image(333, 221, reference_pixels).unwrap();
+            let last_row =
+                |image: &RgbaImage| image::GenericImageView::view(image, 0, 220, 333, 1).to_image();
+            let whole = mean_abs_diff(&fast, &reference);
+            let bottom = mean_abs_diff(&last_row(&fast), &last_row(&reference));
+            assert!(
+                whole < 1.0 && bottom < 1.0,
+                "progressive {progressive}: decoders differ by {whole:.2} (last row {bottom:.2})"
+            );
+            assert!(mean_abs_diff(&image, &fast) < 4.0);
+        }
+    }
+
+    #[test]
+    fn huffman_tables_fit_the_image() {
+        // A flat image needs only a few Huffman codes. The standard tables define 162 AC codes
+        // each, so optimised tables take far fewer bytes than the standard ones.
+        let image = RgbaImage::from_pixel(64, 64, image::Rgba([40, 90, 200, 255]));
+        let bytes = encode(&image, 80, false, None).unwrap();
+        let tables_bytes: usize = segments(&bytes)
+            .filter(|(marker, _)| *marker == 0xC4)
+            .map(|(_, payload)| payload.len())
+            .sum();
+        assert!(tables_bytes > 0, "no DHT segment");
+        assert!(tables_bytes < 100, "DHT segments take {tables_bytes} bytes");
+    }
+
+    /// Yields (marker, payload) for each segment before the first scan.
+    fn segments(bytes: &[u8]) -> impl Iterator<Item = (u8, &[u8])> {
+        let mut at = 2;
+        std::iter::from_fn(move || {
+            if at + 4 > bytes.len() || bytes[at] != 0xFF || bytes[at + 1] == 0xDA {
+                return None;
+            }
+            let marker = bytes[at + 1];
+            let length = usize::from(u16::from_be_bytes([bytes[at + 2], bytes[at + 3]]));
+            let payload = bytes.get(at + 4..at + 2 + length)?;
+            at += 2 + length;
+            Some((marker, payload))
+        })
     }
 
     #[test]
