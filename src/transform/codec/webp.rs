@@ -1,5 +1,9 @@
-//! WebP decoding (through the `image` crate's pure-Rust decoder) and encoding (through libwebp,
-//! built from source by the `webp` crate).
+//! WebP decoding and encoding through libwebp, built from source by the `webp` crate.
+//!
+//! Still images are decoded by libwebp, which can shrink while it decodes: an opaque image that
+//! the pipeline resizes to a much smaller size comes out of the decoder already reduced, as JPEGs
+//! do at a reduced DCT scale. Animations and the metadata chunks go through the `image` crate's
+//! pure-Rust decoder, which composites frames onto the canvas.
 //!
 //! libwebp encodes each picture; kura writes the RIFF container itself. That gives animations
 //! exact per-frame durations and loop counts and lets still images carry ICC, EXIF and XMP
@@ -9,12 +13,12 @@
 use std::io::Cursor;
 
 use image::codecs::webp::WebPDecoder;
-use image::{AnimationDecoder, DynamicImage, ImageDecoder, RgbaImage};
+use image::{AnimationDecoder, ImageDecoder, RgbaImage};
 
 use super::{
     apply_orientation, changed_bounds, check_size, collect_frames, icc, image_error, image_limits,
-    loop_count_of, take_orientation, DecodeHint, Decoded, Frame, Metadata, OutputFormat,
-    PixelError, SourceFormat,
+    loop_count_of, swaps_sides, take_orientation, DecodeHint, Decoded, Frame, Metadata,
+    OutputFormat, PixelError, SourceFormat,
 };
 
 /// Largest canvas side that WebP can store.
@@ -53,9 +57,15 @@ pub(super) fn decode(bytes: &[u8], hint: &DecodeHint) -> Result<Decoded, PixelEr
         let frames = collect_frames(decoder.into_frames(), format, (width, height), hint)?;
         (frames, Some(loop_count))
     } else {
-        let image = DynamicImage::from_decoder(decoder)
-            .map_err(|error| image_error(format, error))?
-            .into_rgba8();
+        // The target is upright, while libwebp scales the stored pixels.
+        let target = hint.target.map(|(w, h)| {
+            if swaps_sides(orientation) {
+                (h, w)
+            } else {
+                (w, h)
+            }
+        });
+        let image = decode_still(bytes, (width, height), target)?;
         (vec![Frame::still(image)], None)
     };
     let loop_count = if frames.len() > 1 { loop_count } else { None };
@@ -75,7 +85,11 @@ pub(super) fn decode(bytes: &[u8], hint: &DecodeHint) -> Result<Decoded, PixelEr
         let image = std::mem::take(&mut frame.image);
         frame.image = apply_orientation(image, orientation);
     }
-    let original = frames[0].image.dimensions();
+    let original = if swaps_sides(orientation) {
+        (height, width)
+    } else {
+        (width, height)
+    };
     Ok(Decoded::from_frames(
         frames,
         loop_count,
@@ -88,6 +102,74 @@ pub(super) fn decode(bytes: &[u8], hint: &DecodeHint) -> Result<Decoded, PixelEr
             icc: kept_icc,
         },
     ))
+}
+
+/// Decodes a still WebP of `size` with libwebp, shrunk on load when `target` is much smaller.
+///
+/// The `webp` crate's safe decoder has no scaling option, so this calls libwebp's advanced
+/// decoding API directly.
+#[allow(unsafe_code)]
+fn decode_still(
+    bytes: &[u8],
+    size: (u32, u32),
+    target: Option<(u32, u32)>,
+) -> Result<RgbaImage, PixelError> {
+    use libwebp_sys as sys;
+
+    let format = SourceFormat::Webp;
+    let failed = |what: &str, status: sys::VP8StatusCode| {
+        PixelError::invalid(format, format!("libwebp {what} failed: {status:?}"))
+    };
+    // SAFETY: the config is initialised by libwebp before use, `bytes` outlives every call, and
+    // the output buffer is external memory that libwebp writes within `stride * height` bytes.
+    unsafe {
+        let mut config = std::mem::zeroed::<sys::WebPDecoderConfig>();
+        if !sys::WebPInitDecoderConfig(&mut config) {
+            return Err(PixelError::invalid(format, "libwebp rejected the decoder configuration: its version does not match libwebp-sys"));
+        }
+        let status = sys::WebPGetFeatures(bytes.as_ptr(), bytes.len(), &mut config.input);
+        if status != sys::VP8StatusCode::VP8_STATUS_OK {
+            return Err(failed("header parsing", status));
+        }
+        // libwebp scales colour and alpha planes separately, so transparent pixels would bleed
+        // their hidden colour into the edges. Images with alpha are resized later, premultiplied.
+        let (out_w, out_h) = match target {
+            Some(target) if config.input.has_alpha == 0 => shrink_on_load_size(size, target),
+            _ => size,
+        };
+        if (out_w, out_h) != size {
+            config.options.use_scaling = 1;
+            config.options.scaled_width = out_w as i32;
+            config.options.scaled_height = out_h as i32;
+        }
+        let stride = out_w as usize * 4;
+        let mut pixels = vec![0u8; stride * out_h as usize];
+        config.output.colorspace = sys::WEBP_CSP_MODE::MODE_RGBA;
+        config.output.is_external_memory = 1;
+        config.output.u.RGBA.rgba = pixels.as_mut_ptr();
+        config.output.u.RGBA.stride = stride as i32;
+        config.output.u.RGBA.size = pixels.len();
+        let status = sys::WebPDecode(bytes.as_ptr(), bytes.len(), &mut config);
+        sys::WebPFreeDecBuffer(&mut config.output);
+        if status != sys::VP8StatusCode::VP8_STATUS_OK {
+            return Err(failed("decoding", status));
+        }
+        RgbaImage::from_raw(out_w, out_h, pixels)
+            .ok_or_else(|| PixelError::invalid(format, "decoder returned a short pixel buffer"))
+    }
+}
+
+/// Returns the size that libwebp decodes `size` to for a resize to `target`: reduced by the
+/// largest whole factor that still covers the target on both sides, or `size` when that factor
+/// is below 2. The pipeline's own resize then scales the rest of the way.
+fn shrink_on_load_size(size: (u32, u32), target: (u32, u32)) -> (u32, u32) {
+    let factor_w = size.0 / target.0.max(1);
+    let factor_h = size.1 / target.1.max(1);
+    let factor = factor_w.min(factor_h);
+    if factor < 2 {
+        return size;
+    }
+    (size.0.div_ceil(factor), size.1.div_ceil(factor))
 }
 
 /// Returns the canvas size and the EXIF block from the headers.
@@ -291,6 +373,7 @@ fn container(flags: u8, (width, height): (u32, u32), body: &[u8]) -> Vec<u8> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::super::ops;
     use super::super::test_support::*;
     use super::super::{decode as decode_any, encode as encode_any, EncodeOptions};
     use super::*;
@@ -310,6 +393,93 @@ mod tests {
         assert_eq!(decoded.frames[0].image.dimensions(), rotated.dimensions());
         assert!(mean_abs_diff(&decoded.frames[0].image, &rotated) < 1.0);
         assert!(mean_abs_diff(&decoded.frames[0].image, &stored) > 20.0);
+    }
+
+    /// Encodes a real photo (`rocket.jpg` resized to 1280×853) as a lossy WebP, with its top 100
+    /// rows transparent when `alpha` is set.
+    fn photo_webp(alpha: bool) -> (RgbaImage, Vec<u8>) {
+        let decoded = decode_any(&fixture("rocket.jpg"), DecodeHint::default()).unwrap();
+        let mut image = ops::resize(&decoded.frames[0].image, 1280, 853);
+        if alpha {
+            for pixel in image.pixels_mut().take(1280 * 100) {
+                pixel.0[3] = 0;
+            }
+        }
+        let bytes = encode(&image, 90, false, None).unwrap();
+        (image, bytes)
+    }
+
+    fn hint_for(target: (u32, u32)) -> DecodeHint {
+        DecodeHint {
+            target: Some(target),
+            ..DecodeHint::default()
+        }
+    }
+
+    #[test]
+    fn shrink_factor_keeps_the_target_covered() {
+        for (size, target, expected) in [
+            ((5120, 2880), (500, 281), (512, 288)),
+            ((1280, 853), (300, 200), (320, 214)),
+            ((1280, 853), (640, 427), (1280, 853)),
+            ((1000, 1000), (10, 900), (1000, 1000)),
+            ((1000, 1000), (1, 1), (1, 1)),
+            ((999, 10), (100, 1), (111, 2)),
+        ] {
+            let shrunk = shrink_on_load_size(size, target);
+            assert_eq!(shrunk, expected, "{size:?} -> {target:?}");
+            assert!(shrunk.0 >= target.0, "{size:?} -> {target:?}: width");
+            assert!(shrunk.1 >= target.1, "{size:?} -> {target:?}: height");
+        }
+    }
+
+    #[test]
+    fn shrink_on_load_matches_a_full_decode() {
+        let (_, bytes) = photo_webp(false);
+        let reduced = decode_any(&bytes, hint_for((300, 200))).unwrap();
+        assert_eq!(reduced.frames[0].image.dimensions(), (320, 214));
+        assert_eq!(
+            (reduced.original_width, reduced.original_height),
+            (1280, 853)
+        );
+
+        let full = decode_any(&bytes, DecodeHint::default()).unwrap();
+        assert_eq!(full.frames[0].image.dimensions(), (1280, 853));
+        let from_full = ops::resize(&full.frames[0].image, 300, 200);
+        let from_reduced = ops::resize(&reduced.frames[0].image, 300, 200);
+        let difference = mean_abs_diff(&from_full, &from_reduced);
+        assert!(difference < 3.0, "mean absolute difference {difference:.2}");
+    }
+
+    #[test]
+    fn alpha_images_decode_at_full_size() {
+        let (original, bytes) = photo_webp(true);
+        let decoded = decode_any(&bytes, hint_for((300, 200))).unwrap();
+        assert_eq!(decoded.frames[0].image.dimensions(), (1280, 853));
+        assert_eq!(decoded.frames[0].image.get_pixel(5, 5).0[3], 0);
+        assert_eq!(decoded.frames[0].image.get_pixel(5, 500).0[3], 255);
+        assert!(mean_abs_diff(&original, &decoded.frames[0].image) < 3.0);
+    }
+
+    #[test]
+    fn shrink_on_load_follows_exif_rotation() {
+        // A big-endian TIFF block whose one entry sets Orientation (0x0112) to 6: stored
+        // 1280×853 pixels turn upright to 853×1280.
+        let exif = b"MM\0*\0\0\0\x08\0\x01\x01\x12\0\x03\0\0\0\x01\0\x06\0\0\0\0\0\0".to_vec();
+        let (image, _) = photo_webp(false);
+        let metadata = Metadata {
+            exif: Some(exif),
+            ..Metadata::default()
+        };
+        let bytes = encode(&image, 90, false, Some(&metadata)).unwrap();
+
+        let decoded = decode_any(&bytes, hint_for((200, 300))).unwrap();
+        assert_eq!(
+            (decoded.original_width, decoded.original_height),
+            (853, 1280)
+        );
+        // Stored 1280×853 covers the stored target 300×200 four times over.
+        assert_eq!(decoded.frames[0].image.dimensions(), (214, 320));
     }
 
     #[test]
