@@ -1,5 +1,5 @@
 //! IPFS against a real node: CIDs equal to the node's, replication through the durable queue,
-//! unpinning, serving by CID, repair and read-through restores.
+//! unpinning, serving and transforming by CID, repair and read-through restores.
 //!
 //! These tests need the node that `tools/test.sh` starts; it exports the node's URL as
 //! `KURA_TEST_IPFS_API`. Tests that stop and start a node run their own, with the same script.
@@ -584,6 +584,96 @@ async fn cid_route_serves_with_range_and_304() {
 }
 
 #[tokio::test]
+async fn cid_route_transforms_images() {
+    let server = Server::start().await;
+    let item = upload(&server, "rocket.jpg", common::read_fixture("rocket.jpg")).await;
+    let cid_text = item["cid"].as_str().unwrap();
+    let get = |path: String| server.client.get(server.url(&path)).send();
+
+    let query_form = get(format!("/ipfs/{cid_text}?tr=w-120,f-png"))
+        .await
+        .unwrap();
+    assert_eq!(query_form.status(), 200);
+    assert_eq!(query_form.headers()["content-type"], "image/png");
+    assert_eq!(query_form.headers()["x-cache"], "miss");
+    assert_eq!(
+        query_form.headers()["cache-control"],
+        "public, max-age=31536000, immutable"
+    );
+    let etag = query_form.headers()["etag"].to_str().unwrap().to_owned();
+    let bytes = query_form.bytes().await.unwrap();
+    let thumbnail = image::load_from_memory(&bytes).unwrap();
+    assert_eq!(thumbnail.width(), 120);
+
+    // The path form and the name URL share the variant with the query form.
+    let path_form = get(format!("/tr:f-png,w-120/ipfs/{cid_text}"))
+        .await
+        .unwrap();
+    assert_eq!(path_form.status(), 200);
+    assert_eq!(path_form.headers()["x-cache"], "hit");
+    assert_eq!(path_form.bytes().await.unwrap(), bytes);
+    let by_name = get("/rocket.jpg?tr=w-120,f-png".to_owned()).await.unwrap();
+    assert_eq!(by_name.headers()["x-cache"], "hit");
+    assert_eq!(by_name.headers()["etag"].to_str().unwrap(), etag);
+
+    let revalidated = server
+        .client
+        .get(server.url(&format!("/ipfs/{cid_text}?tr=w-120,f-png")))
+        .header("if-none-match", &etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(revalidated.status(), 304);
+
+    let negotiated = server
+        .client
+        .get(server.url(&format!("/ipfs/{cid_text}?tr=w-80")))
+        .header("accept", "image/webp,*/*")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(negotiated.status(), 200);
+    assert_eq!(negotiated.headers()["content-type"], "image/webp");
+    assert_eq!(negotiated.headers()["vary"], "Accept");
+
+    let invalid = get(format!("/ipfs/{cid_text}?tr=w-120,zz-9"))
+        .await
+        .unwrap();
+    assert_eq!(invalid.status(), 400);
+    let body: Value = invalid.json().await.unwrap();
+    assert!(
+        body["error"]["message"].as_str().unwrap().contains("zz-9"),
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn unknown_cid_falls_back_to_default_image() {
+    let server = Server::start().await;
+    upload(&server, "fallback.jpg", common::read_fixture("rocket.jpg")).await;
+    let unknown = "bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku";
+    let get = |path: String| server.client.get(server.url(&path)).send();
+
+    let response = get(format!("/ipfs/{unknown}?tr=w-64,f-jpg,di-fallback.jpg"))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["content-type"], "image/jpeg");
+    let bytes = response.bytes().await.unwrap();
+    assert_eq!(image::load_from_memory(&bytes).unwrap().width(), 64);
+
+    let missing_default = get(format!("/ipfs/{unknown}?tr=w-64,di-absent.jpg"))
+        .await
+        .unwrap();
+    assert_eq!(missing_default.status(), 404);
+    let body: Value = missing_default.json().await.unwrap();
+    assert!(
+        body["error"]["message"].as_str().unwrap().contains(unknown),
+        "{body}"
+    );
+}
+
+#[tokio::test]
 async fn verify_repairs_deleted_and_corrupted_blobs() {
     let api = node_api();
     let mut replicating = start_replicating(&api, &[]).await;
@@ -718,6 +808,20 @@ async fn delivery_restores_missing_blob_from_node() {
         "{}",
         server.log()
     );
+
+    // A variant needs the source's bytes, so its first request restores them as well.
+    std::fs::remove_file(blob_path(server, hash)).unwrap();
+    let response = server
+        .client
+        .get(server.url("/gone.png?tr=w-4,f-png"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["x-cache"], "miss");
+    let variant = image::load_from_memory(&response.bytes().await.unwrap()).unwrap();
+    assert_eq!(variant.width(), 4);
+    assert_eq!(std::fs::read(blob_path(server, hash)).unwrap(), png);
 }
 
 #[tokio::test]
@@ -757,6 +861,20 @@ async fn unrestorable_blob_is_503() {
     assert!(server
         .log()
         .contains("failed to restore a missing blob file"));
+
+    // A variant of the missing file gets the same response, not an internal error.
+    let variant = server
+        .client
+        .get(server.url(&format!(
+            "/{}?tr=w-2,f-png",
+            item["fileName"].as_str().unwrap()
+        )))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(variant.status(), 503);
+    let body: Value = variant.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "blob_unavailable");
 }
 
 #[test]

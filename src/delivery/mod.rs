@@ -8,8 +8,9 @@ use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, NON_AL
 
 use crate::http::file::{self, Representation, ServeError};
 use crate::http::{query_param, raw_query_param, ApiError, AppState, Body};
+use crate::store::{MediaRecord, MediaType};
 use crate::transform::signing::{self, Signature};
-use crate::transform::{ClientHints, TransformError, TransformFailure};
+use crate::transform::{ClientHints, Plan, TransformError, TransformFailure};
 
 /// Characters left as they are in a URL path segment: RFC 3986 unreserved characters.
 const PATH_SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
@@ -31,11 +32,6 @@ pub async fn handle(
     if method != Method::GET && method != Method::HEAD {
         return Err(ApiError::method_not_allowed(&method, "GET, HEAD"));
     }
-    // `/ipfs/{cid}` names a blob by its content; every other path names a file.
-    if let Some(cid) = request.uri().path().strip_prefix("/ipfs/") {
-        let cid = cid.to_owned();
-        return crate::ipfs::gateway::handle(state, &method, &request, &cid).await;
-    }
     let raw_path = request.uri().path().trim_start_matches('/');
     // Path form `/tr:CHAIN/NAME`: the chain is one whole segment right before the name.
     let (path_chain, raw_name) = match raw_path.strip_prefix("tr:") {
@@ -45,6 +41,12 @@ pub async fn handle(
         },
         None => (None, raw_path),
     };
+    // `/ipfs/{cid}` names a blob by its content; every other path names a file.
+    if let Some(cid) = raw_name.strip_prefix("ipfs/") {
+        let (cid, path_chain) = (cid.to_owned(), path_chain.map(str::to_owned));
+        let path_chain = path_chain.as_deref();
+        return crate::ipfs::gateway::handle(state, &method, &request, &cid, path_chain).await;
+    }
     let name = percent_decode_str(raw_name)
         .decode_utf8()
         .map_err(|_| not_found(raw_name))?
@@ -52,6 +54,89 @@ pub async fn handle(
     if name.is_empty() || name.contains('/') {
         return Err(not_found(&name));
     }
+    let (chain, plan) = transformation(state, &request, path_chain)?;
+
+    let record = match state.store.get_by_name(&name).await? {
+        Some(record) => record,
+        None => {
+            // `di-` names a stored file to serve, transformed alike, when the requested one is missing.
+            let fallback = plan
+                .as_ref()
+                .and_then(|plan| plan.default_image().map(str::to_owned));
+            match fallback {
+                Some(default) => state
+                    .store
+                    .get_by_name(&default)
+                    .await?
+                    .ok_or_else(|| not_found(&name))?,
+                None => return Err(not_found(&name)),
+            }
+        }
+    };
+    send_record(
+        state,
+        &method,
+        &request,
+        &record,
+        &name,
+        chain.as_deref(),
+        plan,
+    )
+    .await
+}
+
+/// Sends the stored file of `record`: the original bytes, or the variant for `plan` when the URL
+/// asks for a transformation. `label` names the request's target in errors.
+pub async fn send_record(
+    state: &AppState,
+    method: &Method,
+    request: &Request<Incoming>,
+    record: &MediaRecord,
+    label: &str,
+    chain: Option<&str>,
+    plan: Option<Plan>,
+) -> Result<Response<Body>, ApiError> {
+    let query = request.uri().query().unwrap_or("");
+    let attachment = query_param(query, "ik-attachment").as_deref() == Some("true");
+    let disposition = content_disposition(&record.file_name, attachment);
+
+    let Some(plan) = plan.filter(|plan| !plan.is_original()) else {
+        let representation = Representation {
+            path: state.store.blob_path(&record.hash),
+            content_type: record.media_type.mime().to_owned(),
+            etag: format!("\"{}\"", record.hash),
+            last_modified: parse_rfc3339(&record.uploaded_at),
+            extra_headers: vec![disposition],
+        };
+        let headers = request.headers();
+        return send_blob(
+            state,
+            method,
+            headers,
+            Some(&record.hash),
+            label,
+            representation,
+        )
+        .await;
+    };
+
+    let source = Source {
+        hash: &record.hash,
+        media_type: record.media_type,
+        label,
+        last_modified: parse_rfc3339(&record.uploaded_at),
+    };
+    send_variant(state, method, request, source, chain, plan, disposition).await
+}
+
+/// Reads the transformation of a delivery request: the path chain (`/tr:…/`) followed by the
+/// query's `tr`, checked against the URL signature. Returns the chain and its parsed plan, or
+/// `None` twice when the URL asks for no transformation.
+pub fn transformation(
+    state: &AppState,
+    request: &Request<Incoming>,
+    path_chain: Option<&str>,
+) -> Result<(Option<String>, Option<Plan>), ApiError> {
     let query = request.uri().query().unwrap_or("");
     // Both forms in one URL: the path chain runs first, then the query chain.
     let chain = match (path_chain, raw_query_param(query, "tr")) {
@@ -83,43 +168,38 @@ pub async fn handle(
         ),
         None => None,
     };
+    Ok((chain, plan))
+}
 
-    let record = match state.store.get_by_name(&name).await? {
-        Some(record) => record,
-        None => {
-            // `di-` names a stored file to serve, transformed alike, when the requested one is missing.
-            let fallback = plan
-                .as_ref()
-                .and_then(|plan| plan.default_image().map(str::to_owned));
-            match fallback {
-                Some(default) => state
-                    .store
-                    .get_by_name(&default)
-                    .await?
-                    .ok_or_else(|| not_found(&name))?,
-                None => return Err(not_found(&name)),
-            }
-        }
-    };
-    let attachment = query_param(query, "ik-attachment").as_deref() == Some("true");
-    let disposition = content_disposition(&record.file_name, attachment);
+/// The stored original that a variant is computed from.
+pub struct Source<'a> {
+    /// Hex BLAKE3 hash of the original, which names its blob.
+    pub hash: &'a str,
+    pub media_type: MediaType,
+    /// The request's target as error messages and logs name it.
+    pub label: &'a str,
+    pub last_modified: Option<std::time::SystemTime>,
+}
 
-    let Some(mut plan) = plan.filter(|plan| !plan.is_original()) else {
-        let representation = Representation {
-            path: state.store.blob_path(&record.hash),
-            content_type: record.media_type.mime().to_owned(),
-            etag: format!("\"{}\"", record.hash),
-            last_modified: parse_rfc3339(&record.uploaded_at),
-            extra_headers: vec![disposition],
-        };
-        return send(state, &method, &request, representation, &record, &name).await;
-    };
-
-    if !record.media_type.is_image() {
+/// Sends the variant of `source` for `plan`, from the cache or computed now. `chain` is the
+/// transformation text for error messages and `disposition` the `Content-Disposition` header.
+pub async fn send_variant(
+    state: &AppState,
+    method: &Method,
+    request: &Request<Incoming>,
+    source: Source<'_>,
+    chain: Option<&str>,
+    mut plan: Plan,
+    disposition: (HeaderName, HeaderValue),
+) -> Result<Response<Body>, ApiError> {
+    if !source.media_type.is_image() {
         return Err(ApiError::from(TransformFailure::from(
             TransformError::unsupported(
-                chain.as_deref().unwrap_or(""),
-                format!("{name:?} is a video; only images can be transformed"),
+                chain.unwrap_or(""),
+                format!(
+                    "{:?} is a video; only images can be transformed",
+                    source.label
+                ),
             ),
         )));
     }
@@ -142,7 +222,19 @@ pub async fn handle(
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
     let accepts = state.transformer.accepts(accept);
-    let variant = state.transformer.variant(&record, &plan, accepts).await?;
+    let variant = match state.transformer.variant(source.hash, &plan, accepts).await {
+        // A source whose file went missing is restored from IPFS, then the variant computed.
+        Err(TransformFailure::SourceMissing(path)) => {
+            if !crate::ipfs::restore::read_through(state, source.hash).await {
+                return Err(blob_unavailable(source.label, &path));
+            }
+            state
+                .transformer
+                .variant(source.hash, &plan, accepts)
+                .await?
+        }
+        result => result?,
+    };
     if state.transformer.negotiates(&plan) {
         extra_headers.push((hyper::header::VARY, HeaderValue::from_static("Accept")));
     }
@@ -155,24 +247,20 @@ pub async fn handle(
         path: state.store.blob_path(&variant.record.hash),
         content_type: variant.record.mime.clone(),
         etag: format!("\"{}\"", variant.record.hash),
-        last_modified: parse_rfc3339(&record.uploaded_at),
+        last_modified: source.last_modified,
         extra_headers,
     };
-    send(state, &method, &request, representation, &record, &name).await
-}
-
-async fn send(
-    state: &AppState,
-    method: &Method,
-    request: &Request<Incoming>,
-    representation: Representation,
-    record: &crate::store::MediaRecord,
-    name: &str,
-) -> Result<Response<Body>, ApiError> {
-    // Only an original can come back from IPFS; a cached variant is never pinned.
-    let restorable = representation.path == state.store.blob_path(&record.hash);
-    let hash = restorable.then_some(record.hash.as_str());
-    send_blob(state, method, request.headers(), hash, name, representation).await
+    // Variants are never pinned, so a missing variant file cannot come back from IPFS. The cache
+    // lookup above recomputes a variant whose file is gone.
+    send_blob(
+        state,
+        method,
+        request.headers(),
+        None,
+        source.label,
+        representation,
+    )
+    .await
 }
 
 /// Sends a stored file. When the file is missing and `restorable_hash` names its blob, the blob
@@ -197,18 +285,23 @@ pub async fn send_blob(
                         continue;
                     }
                 }
-                tracing::error!(target = %label, path = %path.display(),
-                    "blob file missing for an indexed media record");
-                return Err(ApiError::service_unavailable(
-                    "blob_unavailable",
-                    format!("the stored bytes of {label:?} are missing on this server and could not be restored from IPFS; the operator must restore them (`kura verify --repair`)"),
-                    60,
-                )
-                .with_ik_error("ENOENT"));
+                return Err(blob_unavailable(label, &path));
             }
             Err(err @ ServeError::Io { .. }) => return Err(ApiError::internal(err.to_string())),
         }
     }
+}
+
+/// Logs and returns the error for a blob whose file is missing and could not be restored.
+fn blob_unavailable(label: &str, path: &std::path::Path) -> ApiError {
+    tracing::error!(target = %label, path = %path.display(),
+        "blob file missing for an indexed media record");
+    ApiError::service_unavailable(
+        "blob_unavailable",
+        format!("the stored bytes of {label:?} are missing on this server and could not be restored from IPFS; the operator must restore them (`kura verify --repair`)"),
+        60,
+    )
+    .with_ik_error("ENOENT")
 }
 
 fn not_found(name: &str) -> ApiError {

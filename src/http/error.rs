@@ -236,6 +236,12 @@ impl From<TransformFailure> for ApiError {
                 format!("{message}; retry shortly"),
                 1,
             ),
+            TransformFailure::SourceMissing(_) => ApiError::service_unavailable(
+                "blob_unavailable",
+                format!("{message}; the operator must restore it (`kura verify --repair`)"),
+                60,
+            )
+            .with_ik_error("ENOENT"),
             TransformFailure::Internal(message) => ApiError::internal(message),
         }
     }

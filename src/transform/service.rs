@@ -13,7 +13,7 @@ use super::plan::{OutputFormat, Plan};
 use super::TransformError;
 use crate::config::TransformConfig;
 use crate::ops::Metrics;
-use crate::store::{MediaRecord, Store, StoreError, VariantRecord};
+use crate::store::{Store, StoreError, VariantRecord};
 
 /// Reasons a variant cannot be produced.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -24,6 +24,9 @@ pub enum TransformFailure {
     Pixel(#[from] PixelError),
     #[error("all {workers} transformation workers are busy and {queued} requests are waiting")]
     Busy { workers: usize, queued: usize },
+    /// The file of the source blob is missing from the data directory.
+    #[error("the source file {} is missing", .0.display())]
+    SourceMissing(std::path::PathBuf),
     #[error("{0}")]
     Internal(String),
 }
@@ -193,11 +196,11 @@ impl Transformer {
         self.lru.lock().expect("LRU lock").bytes
     }
 
-    /// Returns the variant of `source` for `plan`, from the cache or computed once however many
-    /// requests ask for it at the same time.
+    /// Returns the variant of the original with hash `source` for `plan`, from the cache or
+    /// computed once however many requests ask for it at the same time.
     pub async fn variant(
         &self,
-        source: &MediaRecord,
+        source: &str,
         plan: &Plan,
         accepts: Accepts,
     ) -> Result<Variant, TransformFailure> {
@@ -237,7 +240,7 @@ impl Transformer {
         Ok(Variant { record, cache_hit })
     }
 
-    fn cache_key(&self, source: &MediaRecord, plan: &Plan, accepts: Accepts) -> String {
+    fn cache_key(&self, source: &str, plan: &Plan, accepts: Accepts) -> String {
         let format = match plan.format() {
             Some(OutputFormat::Auto) | None if self.negotiates(plan) => {
                 match (accepts.avif, accepts.webp) {
@@ -250,7 +253,7 @@ impl Transformer {
             None => "orig",
             Some(format) => format_token(format),
         };
-        format!("{}/{}/{}", source.hash, plan.canonical(), format)
+        format!("{source}/{}/{format}", plan.canonical())
     }
 
     async fn cached(&self, key: &str) -> Result<Option<VariantRecord>, TransformFailure> {
@@ -271,19 +274,22 @@ impl Transformer {
     async fn compute(
         &self,
         key: &str,
-        source: &MediaRecord,
+        source: &str,
         plan: &Plan,
         accepts: Accepts,
     ) -> Result<VariantRecord, TransformFailure> {
         let _permit = self.acquire_worker().await?;
         self.computations.fetch_add(1, Ordering::Relaxed);
-        let path = self.store.blob_path(&source.hash);
+        let path = self.store.blob_path(source);
         let plan = plan.clone();
         let settings = self.settings.clone();
         let started = std::time::Instant::now();
         let output = tokio::task::spawn_blocking(move || {
-            let bytes = std::fs::read(&path).map_err(|err| {
-                TransformFailure::Internal(format!("failed to read {}: {err}", path.display()))
+            let bytes = std::fs::read(&path).map_err(|err| match err.kind() {
+                std::io::ErrorKind::NotFound => TransformFailure::SourceMissing(path.clone()),
+                _ => {
+                    TransformFailure::Internal(format!("failed to read {}: {err}", path.display()))
+                }
             })?;
             pipeline::run(&bytes, &plan, accepts, &settings).map_err(TransformFailure::from)
         })
@@ -291,7 +297,7 @@ impl Transformer {
         .map_err(|err| {
             TransformFailure::Internal(format!("transformation task failed: {err}"))
         })??;
-        tracing::debug!(hash = %source.hash, key, bytes = output.bytes.len(),
+        tracing::debug!(hash = %source, key, bytes = output.bytes.len(),
             format = output.format.mime_type(), elapsed_ms = started.elapsed().as_millis() as u64,
             "variant computed");
 
