@@ -53,7 +53,7 @@ def centre_crop_webp(data):
     return image.webpsave_buffer(Q=70, effort=4, keep="none")
 
 
-def alpha_png_webp(data):
+def thumbnail_webp(data):
     image = pyvips.Image.thumbnail_buffer(data, 500)
     return image.webpsave_buffer(Q=80, effort=4, keep="none")
 
@@ -72,7 +72,8 @@ OPERATIONS = [
         "w-500,h-500,q-70,f-webp",
         centre_crop_webp,
     ),
-    ("15 MP alpha PNG -> w-500 WebP q80", "kay-alpha.png", "w-500,q-80,f-webp", alpha_png_webp),
+    ("15 MP alpha PNG -> w-500 WebP q80", "kay-alpha.png", "w-500,q-80,f-webp", thumbnail_webp),
+    ("15 MP WebP -> w-500 WebP q80", "flow.webp", "w-500,q-80,f-webp", thumbnail_webp),
     ("1 MP JPEG -> AVIF q60", "photo-1mp.jpg", "f-avif,q-60", avif_same_size),
 ]
 VIPS_FUNCTIONS = {function.__name__: function for _, _, _, function in OPERATIONS}

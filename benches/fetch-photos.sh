@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Downloads the large photos that `cargo bench --bench transform` and benches/compare.sh read, and
-# derives the 12 MP and 1 MP JPEGs from one of them with kura's own decoder and resizer.
+# derives the 12 MP and 1 MP JPEGs from one of them with kura's own decoder and resizer, and a
+# full-size WebP from another with kura's encoder.
 #
 # The photos are KDE Plasma wallpapers (5120x2880) from Debian's plasma-workspace-wallpapers
 # package, fetched with `apt-get download`, which needs no root once the package lists are
@@ -19,7 +20,7 @@ photos=(
   "flow-prog.jpg $wallpapers/Flow/contents/images/5120x2880.jpg b2f1fbe9ebf772fed224de83ee4159cc3735c633a88cc42f8f45d49ccd12efc3"
   "kay-alpha.png $wallpapers/Kay/contents/images/5120x2880.png 2b2fcfe33dbf701deb524f04231a3966e40f3239baf70469318c00c3961c2458"
 )
-derived=(photo-12mp.jpg photo-1mp.jpg)
+derived=(photo-12mp.jpg photo-1mp.jpg flow.webp)
 
 missing=0
 for entry in "${photos[@]}"; do

@@ -31,7 +31,7 @@ struct Case {
     quality: u8,
 }
 
-const CASES: [Case; 4] = [
+const CASES: [Case; 5] = [
     // A camera-sized JPEG to a thumbnail: the decoder must shrink on load (1/8 DCT scale).
     Case {
         name: "jpeg_12mp_w500_jpeg",
@@ -57,6 +57,15 @@ const CASES: [Case; 4] = [
         name: "png_alpha_15mp_w500_webp",
         photo: "kay-alpha.png",
         fixture: "skimage-logo-alpha.png",
+        chain: "w-500,q-80,f-webp",
+        format: OutputFormat::Webp,
+        quality: 80,
+    },
+    // A 5120×2880 lossy WebP to a WebP thumbnail: libwebp shrinks it while decoding.
+    Case {
+        name: "webp_15mp_w500_webp",
+        photo: "flow.webp",
+        fixture: "orient-webp-exif6-hopper.webp",
         chain: "w-500,q-80,f-webp",
         format: OutputFormat::Webp,
         quality: 80,

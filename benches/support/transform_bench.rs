@@ -10,7 +10,9 @@ use std::path::Path;
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
-use kura::transform::codec::{self, DecodeHint, DEFAULT_MAX_FRAMES, DEFAULT_MAX_PIXELS};
+use kura::transform::codec::{
+    self, DecodeHint, EncodeOptions, OutputFormat, DEFAULT_MAX_FRAMES, DEFAULT_MAX_PIXELS,
+};
 use kura::transform::pipeline::{self, Settings};
 use kura::transform::{ops, parse_chain, Accepts, Limits};
 
@@ -20,7 +22,9 @@ const WALLPAPER: &str = "safelanding.jpg";
 /// camera; 1334×750 is 1.0 MP.
 const DERIVED: [(&str, u32, u32); 2] =
     [("photo-12mp.jpg", 4608, 2592), ("photo-1mp.jpg", 1334, 750)];
-/// JPEG quality of the derived photos, in the range that cameras and phones write.
+/// The derived WebP and the photo it is encoded from at full size.
+const WEBP_DERIVED: (&str, &str) = ("flow.webp", "flow-prog.jpg");
+/// Quality of the derived photos, in the range that cameras and phones write.
 const DERIVED_QUALITY: u8 = 92;
 
 fn main() -> Result<()> {
@@ -38,7 +42,8 @@ fn main() -> Result<()> {
 }
 
 /// Scales the wallpaper in `dir` to each derived size and writes it as a 4:2:0 JPEG, the chroma
-/// subsampling of camera files, so that the decoders see what users upload.
+/// subsampling of camera files, so that the decoders see what users upload. Then writes the
+/// progressive wallpaper again as a full-size lossy WebP.
 fn derive(dir: &Path) -> Result<()> {
     let source = dir.join(WALLPAPER);
     let bytes =
@@ -66,6 +71,21 @@ fn derive(dir: &Path) -> Result<()> {
             out.len()
         );
     }
+
+    let (name, source) = WEBP_DERIVED;
+    let source = dir.join(source);
+    let bytes =
+        std::fs::read(&source).with_context(|| format!("failed to read {}", source.display()))?;
+    let decoded = codec::decode(&bytes, DecodeHint::default())
+        .with_context(|| format!("failed to decode {}", source.display()))?;
+    let options = EncodeOptions {
+        quality: DERIVED_QUALITY,
+        ..EncodeOptions::default()
+    };
+    let out = codec::encode(&decoded.frames, None, OutputFormat::Webp, &options)?;
+    let path = dir.join(name);
+    std::fs::write(&path, &out).with_context(|| format!("failed to write {}", path.display()))?;
+    println!("wrote {} ({} bytes)", path.display(), out.len());
     Ok(())
 }
 
