@@ -48,7 +48,8 @@ pub fn redacted_config(config: &Config) -> String {
 }
 
 /// Replaces, at any depth, the value of every key whose name contains `secret`, `private_key` or
-/// `password` (in any case). Empty strings stay empty so that an unset secret still shows as unset.
+/// `password`, or is `key` or ends in `_key` (in any case), such as `transform.signing_key`.
+/// Empty strings stay empty so that an unset secret still shows as unset.
 pub fn redact(value: &mut serde_json::Value) {
     match value {
         serde_json::Value::Object(map) => {
@@ -70,9 +71,11 @@ pub fn redact(value: &mut serde_json::Value) {
 
 fn is_secret_key(key: &str) -> bool {
     let key = key.to_ascii_lowercase();
-    ["secret", "private_key", "password"]
-        .iter()
-        .any(|word| key.contains(word))
+    let named_key = key == "key" || key.ends_with("_key");
+    named_key
+        || ["secret", "private_key", "password"]
+            .iter()
+            .any(|word| key.contains(word))
 }
 
 #[cfg(test)]
@@ -90,6 +93,9 @@ mod tests {
                 "private_key_file": "/etc/kura/key.pem",
                 "admin_password": "hunter2",
                 "keys": [{ "secret": "nested" }],
+                "signing_key": "hmac",
+                "key": "plain",
+                "keyframes": 3,
                 "empty_secret": "",
                 "missing_secret": null
             }
@@ -100,6 +106,9 @@ mod tests {
         assert_eq!(value["signing"]["private_key_file"], REDACTED);
         assert_eq!(value["signing"]["admin_password"], REDACTED);
         assert_eq!(value["signing"]["keys"][0]["secret"], REDACTED);
+        assert_eq!(value["signing"]["signing_key"], REDACTED);
+        assert_eq!(value["signing"]["key"], REDACTED);
+        assert_eq!(value["signing"]["keyframes"], 3);
         assert_eq!(value["signing"]["empty_secret"], "");
         assert!(value["signing"]["missing_secret"].is_null());
         assert_eq!(
@@ -114,5 +123,15 @@ mod tests {
         let parsed: serde_json::Value = serde_json::from_str(&line).unwrap();
         assert_eq!(parsed["server"]["listen"], "127.0.0.1:8080");
         assert_eq!(parsed["storage"]["min_free_bytes"], 1u64 << 30);
+    }
+
+    #[test]
+    fn redacted_config_hides_signing_key() {
+        let mut config = Config::default();
+        config.transform.signing_key = Some("do-not-log-this-key".to_owned());
+        let line = redacted_config(&config);
+        assert!(!line.contains("do-not-log-this-key"), "{line}");
+        let parsed: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(parsed["transform"]["signing_key"], REDACTED);
     }
 }
