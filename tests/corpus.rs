@@ -159,9 +159,11 @@ const CASES: &[(&str, Expect)] = &[
         "meta-multiple-exif-1x1.jpg",
         Stored("image/jpeg", Some((1, 1))),
     ),
+    // Stored as 1200×1800 pixels that EXIF orientation 6 turns upright: the record gives the
+    // upright size.
     (
         "orient-Landscape_6.jpg",
-        Stored("image/jpeg", Some((1200, 1800))),
+        Stored("image/jpeg", Some((1800, 1200))),
     ),
 ];
 

@@ -104,6 +104,10 @@ async fn invalid_transformations_are_400() {
         ("n-missing", "n-missing", "unknown_named_transformation"),
         ("w-20000", "w-20000", "limit_exceeded"),
         ("oi-logo.png", "oi", "invalid_transformation"),
+        // A second `tr` is rejected rather than dropped.
+        ("w-300&tr=h-100", "h-100", "invalid_transformation"),
+        // A crop mode given as a crop names the parameter it belongs to.
+        ("c-pad_resize", "cm-pad_resize", "invalid_transformation"),
     ];
     for (chain, token, code) in cases {
         let response = get(&server, &format!("/rocket.jpg?tr={chain}"), "*/*").await;
@@ -148,6 +152,12 @@ async fn format_negotiation_by_accept() {
             "image/webp",
             "image/webp",
         ),
+        // A quality of 0 refuses a format.
+        (
+            "/rocket.jpg?tr=w-100",
+            "image/webp;q=0,image/jpeg",
+            "image/jpeg",
+        ),
         // Explicit formats win over Accept.
         ("/rocket.jpg?tr=w-100,f-png", "image/webp", "image/png"),
         ("/rocket.jpg?tr=w-100,f-avif", "image/jpeg", "image/avif"),
@@ -185,6 +195,22 @@ async fn animation_stays_animated() {
         "image/webp",
         "animations never become AVIF"
     );
+
+    // An animated WebP stays animated for clients without WebP, as GIF.
+    server.upload_fixture("anim-10f-loop.webp").await;
+    let response = get(
+        &server,
+        "/anim-10f-loop.webp?tr=w-100",
+        "image/png,image/jpeg",
+    )
+    .await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["content-type"], "image/gif");
+    let bytes = response.bytes().await.unwrap();
+    let decoder = image::codecs::gif::GifDecoder::new(std::io::Cursor::new(&bytes)).unwrap();
+    let frames = decoder.into_frames().collect_frames().unwrap();
+    assert_eq!(frames.len(), 10);
+    assert_eq!(frames[0].buffer().width(), 100);
 }
 
 #[tokio::test]

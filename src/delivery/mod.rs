@@ -138,6 +138,15 @@ pub fn transformation(
     path_chain: Option<&str>,
 ) -> Result<(Option<String>, Option<Plan>), ApiError> {
     let query = request.uri().query().unwrap_or("");
+    let mut query_chains = query.split('&').filter_map(|pair| pair.strip_prefix("tr="));
+    if let (Some(first), Some(second)) = (query_chains.next(), query_chains.next()) {
+        let message = format!(
+            "the query has more than one `tr` ({first:?} and {second:?}); chain the steps with `:` in one `tr`"
+        );
+        return Err(
+            ApiError::bad_request("invalid_transformation", message).with_ik_error("EINVALIDTR")
+        );
+    }
     // Both forms in one URL: the path chain runs first, then the query chain.
     let chain = match (path_chain, raw_query_param(query, "tr")) {
         (Some(path), Some(query)) => Some(format!("{path}:{query}")),

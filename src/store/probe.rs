@@ -14,7 +14,9 @@ use std::path::Path;
 use image::codecs::gif::GifDecoder;
 use image::codecs::png::PngDecoder;
 use image::codecs::webp::WebPDecoder;
-use image::{AnimationDecoder, ImageDecoder, ImageError, ImageFormat, ImageReader, Limits};
+use image::{
+    AnimationDecoder, DynamicImage, ImageDecoder, ImageError, ImageFormat, ImageReader, Limits,
+};
 
 // ---------------------------------------------------------------------------------------------
 // Media types
@@ -511,7 +513,8 @@ impl ProbeLimits {
 /// Measurements of a validated file. Images have width, height and frames (1 for a still
 /// image). Videos have width, height and, when the container declares it, duration.
 ///
-/// Images report the stored pixel size, before any EXIF orientation. Videos report the display
+/// Images report the upright size, after the EXIF orientation, as browsers show them and as
+/// transformations measure them. Animations report their canvas size. Videos report the display
 /// size: MP4 `tkhd` (which includes the sample aspect ratio and a 90° rotation) or WebM
 /// DisplayWidth/DisplayHeight, falling back to the coded size when those are absent.
 #[derive(Debug, Clone, PartialEq)]
@@ -615,17 +618,22 @@ fn probe_reader<R: BufRead + Seek>(
     let decoded = panic::catch_unwind(AssertUnwindSafe(|| {
         decode_image(reader, media_type, &header, limits)
     }));
-    let frames = decoded.map_err(|_| {
+    let decoded = decoded.map_err(|_| {
         corrupt(format!(
             "the {} decoder panicked on this file",
             format_name(media_type)
         ))
     })??;
+    let (width, height) = if decoded.transposed {
+        (header.height, header.width)
+    } else {
+        (header.width, header.height)
+    };
     Ok(MediaInfo {
         media_type,
-        width: Some(header.width),
-        height: Some(header.height),
-        frames: Some(frames),
+        width: Some(width),
+        height: Some(height),
+        frames: Some(decoded.frames),
         duration_secs: None,
     })
 }
@@ -1266,29 +1274,46 @@ fn decoder_limits(header: &ImageHeader) -> Limits {
 }
 
 /// Decodes every frame, dropping each after use, and returns the number of frames decoded.
+/// What decoding an image in full found out.
+struct Decoded {
+    frames: u32,
+    /// The EXIF orientation turns the stored pixels by 90° or 270°, so the upright image has
+    /// width and height swapped.
+    transposed: bool,
+}
+
+impl Decoded {
+    fn animation(frames: u32) -> Self {
+        Decoded {
+            frames,
+            transposed: false,
+        }
+    }
+}
+
 fn decode_image<R: BufRead + Seek>(
     reader: R,
     media_type: MediaType,
     header: &ImageHeader,
     limits: &ProbeLimits,
-) -> Result<u32, ProbeError> {
+) -> Result<Decoded, ProbeError> {
     let decoder_limits = decoder_limits(header);
     let image_error = |err| map_image_error(err, media_type);
     match media_type {
         MediaType::Png if header.animated => {
             let decoder = PngDecoder::with_limits(reader, decoder_limits).map_err(image_error)?;
             let animation = decoder.apng().map_err(image_error)?;
-            decode_frames(animation, media_type, limits)
+            decode_frames(animation, media_type, limits).map(Decoded::animation)
         }
         MediaType::Gif => {
             let mut decoder = GifDecoder::new(reader).map_err(image_error)?;
             decoder.set_limits(decoder_limits).map_err(image_error)?;
-            decode_frames(decoder, media_type, limits)
+            decode_frames(decoder, media_type, limits).map(Decoded::animation)
         }
         MediaType::Webp if header.animated => {
             let mut decoder = WebPDecoder::new(reader).map_err(image_error)?;
             decoder.set_limits(decoder_limits).map_err(image_error)?;
-            decode_frames(decoder, media_type, limits)
+            decode_frames(decoder, media_type, limits).map(Decoded::animation)
         }
         MediaType::Png | MediaType::Jpeg | MediaType::Webp => {
             let format = match media_type {
@@ -1297,9 +1322,29 @@ fn decode_image<R: BufRead + Seek>(
                 _ => ImageFormat::WebP,
             };
             let mut image_reader = ImageReader::with_format(reader, format);
-            image_reader.limits(decoder_limits);
-            drop(image_reader.decode().map_err(image_error)?);
-            Ok(1)
+            image_reader.limits(decoder_limits.clone());
+            let mut decoder = image_reader.into_decoder().map_err(image_error)?;
+            // The pixel buffer must fit the allocation limit, as `ImageReader::decode` checks.
+            let mut allocation = decoder_limits;
+            allocation
+                .reserve(decoder.total_bytes())
+                .map_err(image_error)?;
+            // Unreadable EXIF leaves the image as stored, as the transformation decoders do.
+            let orientation = decoder
+                .orientation()
+                .unwrap_or(image::metadata::Orientation::NoTransforms);
+            drop(DynamicImage::from_decoder(decoder).map_err(image_error)?);
+            let transposed = matches!(
+                orientation,
+                image::metadata::Orientation::Rotate90
+                    | image::metadata::Orientation::Rotate270
+                    | image::metadata::Orientation::Rotate90FlipH
+                    | image::metadata::Orientation::Rotate270FlipH
+            );
+            Ok(Decoded {
+                frames: 1,
+                transposed,
+            })
         }
         MediaType::Mp4 | MediaType::Webm => unreachable!("videos are not decoded"),
     }

@@ -765,6 +765,9 @@ fn parse_crop(value: &str) -> Result<Fit, String> {
         "at_max" => Ok(Fit::AtMax),
         "at_max_enlarge" => Ok(Fit::AtMaxEnlarge),
         "at_least" => Ok(Fit::AtLeast),
+        "pad_resize" | "extract" | "pad_extract" => Err(format!(
+            "`{value}` is a crop mode, not a crop strategy; write cm-{value}"
+        )),
         _ => Err(format!(
             "`{value}` is not a crop strategy; use maintain_ratio, force, at_max, \
              at_max_enlarge or at_least"
@@ -777,6 +780,9 @@ fn parse_crop_mode(value: &str) -> Result<Fit, String> {
         "pad_resize" => Ok(Fit::PadResize),
         "extract" => Ok(Fit::Extract),
         "pad_extract" => Ok(Fit::PadExtract),
+        "maintain_ratio" | "force" | "at_max" | "at_max_enlarge" | "at_least" => Err(format!(
+            "`{value}` is a crop strategy, not a crop mode; write c-{value}"
+        )),
         _ => Err(format!(
             "`{value}` is not a crop mode; use pad_resize, extract or pad_extract"
         )),

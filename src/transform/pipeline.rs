@@ -223,7 +223,7 @@ fn plan_color(rgba: Rgba<u8>) -> super::color::Color {
 
 /// Picks the encoded format: an explicit `f`, or for `f-auto` AVIF, then WebP when the client
 /// takes them, else PNG for images with alpha and JPEG for opaque ones. Animations stay animated:
-/// WebP when accepted, else their own format, never AVIF.
+/// WebP when accepted, else their own format (GIF for an animated WebP), never AVIF.
 fn choose_format(
     plan: &Plan,
     accepts: Accepts,
@@ -264,6 +264,10 @@ fn choose_format(
         plan::OutputFormat::Auto if animated => {
             if accepts.webp {
                 Out::Webp
+            } else if source == Out::Webp {
+                // A client without WebP still gets the animation, as the one format every
+                // browser animates.
+                Out::Gif
             } else {
                 source
             }

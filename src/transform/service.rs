@@ -46,6 +46,23 @@ impl From<PipelineError> for TransformFailure {
     }
 }
 
+/// Returns whether an `Accept` header names `media_type` with a quality above 0 (RFC 9110,
+/// section 12.5.1). Wildcards such as `image/*` do not count, because browsers name the image
+/// formats they decode and older ones send `image/*` too.
+fn accepts_media_type(accept: &str, media_type: &str) -> bool {
+    accept.split(',').any(|range| {
+        let mut parts = range.split(';');
+        let named = parts
+            .next()
+            .is_some_and(|name| name.trim().eq_ignore_ascii_case(media_type));
+        let quality = parts
+            .filter_map(|param| param.split_once('='))
+            .find(|(key, _)| key.trim().eq_ignore_ascii_case("q"))
+            .map_or(Some(1.0), |(_, value)| value.trim().parse::<f32>().ok());
+        named && quality.is_some_and(|q| q > 0.0)
+    })
+}
+
 /// A variant ready to serve.
 #[derive(Debug, Clone)]
 pub struct Variant {
@@ -170,8 +187,8 @@ impl Transformer {
     /// Returns the formats `f-auto` may pick for a request with this `Accept` header.
     pub fn accepts(&self, accept: &str) -> Accepts {
         Accepts {
-            avif: self.config.auto_avif && accept.contains("image/avif"),
-            webp: accept.contains("image/webp"),
+            avif: self.config.auto_avif && accepts_media_type(accept, "image/avif"),
+            webp: accepts_media_type(accept, "image/webp"),
         }
     }
 
@@ -446,4 +463,31 @@ fn unix_now() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::accepts_media_type;
+
+    #[test]
+    fn accept_header_table() {
+        for (accept, webp) in [
+            ("image/webp,*/*", true),
+            ("image/avif,image/webp,image/apng,*/*;q=0.8", true),
+            ("IMAGE/WEBP", true),
+            ("text/html, image/webp ; q=0.5", true),
+            ("image/webp;q=0", false),
+            ("image/webp; q=0.0", false),
+            ("image/webp;q=zero", false),
+            ("image/*,*/*", false),
+            ("image/webpx", false),
+            ("", false),
+        ] {
+            assert_eq!(accepts_media_type(accept, "image/webp"), webp, "{accept:?}");
+        }
+        assert!(!accepts_media_type(
+            "image/avif;q=0,image/webp",
+            "image/avif"
+        ));
+    }
 }
