@@ -139,6 +139,19 @@ async fn auth_errors() {
         .unwrap();
     assert_eq!(basic.status(), 401);
 
+    // The scheme name is case-insensitive.
+    let lower_case = server
+        .client
+        .get(server.url("/api/media"))
+        .header(
+            "authorization",
+            server.auth().replacen("Bearer", "bearer", 1),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(lower_case.status(), 200);
+
     // Unknown API routes are hidden behind authentication too.
     let unknown = server
         .client

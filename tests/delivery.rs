@@ -89,6 +89,17 @@ async fn ranges() {
         response.headers()["content-range"],
         format!("bytes */{len}")
     );
+    assert_eq!(response.headers()["content-type"], "application/json");
+    assert!(!response.headers().contains_key("cache-control"));
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "range_not_satisfiable");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("bytes={len}-")),
+        "{body}"
+    );
 
     // A request for several ranges gets the whole file.
     let response = get("bytes=0-1,5-6".into()).await;

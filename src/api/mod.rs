@@ -75,12 +75,14 @@ async fn authenticate(state: &AppState, request: &Request<Incoming>) -> Result<S
             "missing Authorization header; send `Authorization: Bearer KEY` with a key from `kura key create`",
         ));
     };
-    let header = header.to_str().unwrap_or("");
-    let Some(key) = header
-        .strip_prefix("Bearer ")
-        .map(str::trim)
-        .filter(|k| !k.is_empty())
-    else {
+    let header = header.to_str().unwrap_or("").trim_start();
+    // The scheme name is case-insensitive (RFC 9110, section 11.1).
+    let key = header
+        .split_once(' ')
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, key)| key.trim())
+        .filter(|key| !key.is_empty());
+    let Some(key) = key else {
         return Err(ApiError::unauthorized(
             "the Authorization header must be `Bearer KEY`",
         ));

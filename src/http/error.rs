@@ -80,6 +80,16 @@ impl ApiError {
         )
     }
 
+    /// 416 for a byte range that starts at or past the end of a file of `len` bytes.
+    pub fn range_not_satisfiable(range: &str, len: u64) -> Self {
+        ApiError::new(
+            StatusCode::RANGE_NOT_SATISFIABLE,
+            "range_not_satisfiable",
+            format!("Range {range} starts past the end of this {len}-byte file"),
+        )
+        .with_header(hyper::header::CONTENT_RANGE, &format!("bytes */{len}"))
+    }
+
     pub fn precondition_failed(message: impl Into<String>) -> Self {
         ApiError::new(
             StatusCode::PRECONDITION_FAILED,

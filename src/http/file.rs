@@ -41,7 +41,8 @@ pub enum ServeError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("precondition failed: {}", .0.message())]
+    /// A validator or the range rules out a response with the file: 412 or 416.
+    #[error("{}", .0.message())]
     Precondition(ApiError),
 }
 
@@ -149,11 +150,13 @@ pub async fn serve(
                 .header(CONTENT_RANGE, format!("bytes {start}-{end}/{len}"))
                 .body(body)
         }
-        RangeRequest::Unsatisfiable => builder
-            .status(StatusCode::RANGE_NOT_SATISFIABLE)
-            .header(CONTENT_RANGE, format!("bytes */{len}"))
-            .header(CONTENT_LENGTH, 0)
-            .body(body::empty()),
+        // A JSON error, so that nothing caches it as the file or reads it as the file's type.
+        RangeRequest::Unsatisfiable => {
+            let range = header(&RANGE).unwrap_or("");
+            return Err(ServeError::Precondition(ApiError::range_not_satisfiable(
+                range, len,
+            )));
+        }
     };
     Ok(response.expect("response headers are valid"))
 }

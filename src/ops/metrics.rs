@@ -58,9 +58,14 @@ impl RouteClass {
             return RouteClass::Api;
         }
         let get_or_head = method == hyper::Method::GET || method == hyper::Method::HEAD;
-        let segment = path.trim_start_matches('/');
+        // The path form of a transformation (`/tr:CHAIN/…`) comes before a name or a CID path.
+        let target = path.trim_start_matches('/');
+        let target = match target.strip_prefix("tr:") {
+            Some(rest) => rest.split_once('/').map_or("", |(_, target)| target),
+            None => target,
+        };
         if get_or_head
-            && (path.starts_with("/ipfs/") || (!segment.is_empty() && !segment.contains('/')))
+            && (target.starts_with("ipfs/") || (!target.is_empty() && !target.contains('/')))
         {
             return RouteClass::Delivery;
         }
@@ -397,6 +402,14 @@ mod tests {
             (Method::GET, "/photo.jpg", RouteClass::Delivery),
             (Method::HEAD, "/photo.jpg", RouteClass::Delivery),
             (Method::GET, "/ipfs/bafkqaaa", RouteClass::Delivery),
+            (
+                Method::GET,
+                "/tr:w-300,h-200/photo.jpg",
+                RouteClass::Delivery,
+            ),
+            (Method::GET, "/tr:w-300/ipfs/bafkqaaa", RouteClass::Delivery),
+            (Method::GET, "/tr:w-300", RouteClass::Other),
+            (Method::GET, "/tr:w-300/a/b", RouteClass::Other),
             (Method::POST, "/photo.jpg", RouteClass::Other),
             (Method::GET, "/", RouteClass::Other),
             (Method::GET, "/a/b", RouteClass::Other),
