@@ -28,7 +28,8 @@ pub struct Config {
 pub struct ServerConfig {
     /// Socket address the HTTP server binds.
     pub listen: String,
-    /// Base of every public URL kura hands out, without a trailing slash.
+    /// Base of every public URL kura hands out, without a trailing slash. Empty means
+    /// `http://` plus the address kura listens on; see [`Config::public_url_for`].
     pub public_url: String,
     /// Connections served at once; further clients wait in the kernel's accept queue.
     pub max_connections: usize,
@@ -121,7 +122,7 @@ impl Default for ServerConfig {
     fn default() -> Self {
         ServerConfig {
             listen: "127.0.0.1:8080".to_owned(),
-            public_url: "http://127.0.0.1:8080".to_owned(),
+            public_url: String::new(),
             max_connections: 1024,
             header_read_timeout_secs: 30,
             shutdown_timeout_secs: 30,
@@ -257,10 +258,17 @@ impl Config {
     pub fn validate(&mut self) -> anyhow::Result<()> {
         self.listen_addr()?;
         let url = self.server.public_url.trim_end_matches('/').to_owned();
-        if !(url.starts_with("http://") || url.starts_with("https://")) {
+        if url.is_empty() {
+            // With port 0 the address is known only once bound, and `serve` fills it in then.
+            let listen = self.listen_addr()?;
+            if listen.port() != 0 {
+                self.server.public_url = Config::public_url_for(listen);
+            }
+        } else if !(url.starts_with("http://") || url.starts_with("https://")) {
             bail!("server.public_url must start with http:// or https://, got {url:?}");
+        } else {
+            self.server.public_url = url;
         }
-        self.server.public_url = url;
         if self.server.max_connections == 0 {
             bail!("server.max_connections must be at least 1");
         }
@@ -323,6 +331,17 @@ impl Config {
         Ok(Some(addr))
     }
 
+    /// Returns the public URL base of a server bound to `addr` when `server.public_url` is unset.
+    /// An unspecified address (`0.0.0.0`, `[::]`) becomes the loopback address of its family.
+    pub fn public_url_for(addr: SocketAddr) -> String {
+        let ip = match addr.ip() {
+            std::net::IpAddr::V4(ip) if ip.is_unspecified() => std::net::Ipv4Addr::LOCALHOST.into(),
+            std::net::IpAddr::V6(ip) if ip.is_unspecified() => std::net::Ipv6Addr::LOCALHOST.into(),
+            ip => ip,
+        };
+        format!("http://{}", SocketAddr::new(ip, addr.port()))
+    }
+
     pub fn listen_addr(&self) -> anyhow::Result<SocketAddr> {
         self.server.listen.parse().with_context(|| {
             format!(
@@ -341,7 +360,7 @@ mod tests {
     fn defaults_match_documented_values() {
         let config = Config::default();
         assert_eq!(config.server.listen, "127.0.0.1:8080");
-        assert_eq!(config.server.public_url, "http://127.0.0.1:8080");
+        assert_eq!(config.server.public_url, "");
         assert_eq!(config.storage.data_dir, PathBuf::from("./data"));
         assert_eq!(config.storage.max_upload_bytes, 1 << 30);
         assert_eq!(config.storage.max_batch_files, 50);
@@ -388,6 +407,24 @@ mod tests {
         assert_eq!(config.server.listen, "127.0.0.1:9001");
         assert_eq!(config.storage.data_dir, PathBuf::from("/from/file"));
         assert_eq!(config.server.public_url, "https://flag.example");
+    }
+
+    #[test]
+    fn unset_public_url_follows_listen() {
+        for (listen, expected) in [
+            ("127.0.0.1:8080", "http://127.0.0.1:8080"),
+            ("127.0.0.1:9100", "http://127.0.0.1:9100"),
+            ("0.0.0.0:80", "http://127.0.0.1:80"),
+            ("[::]:8080", "http://[::1]:8080"),
+            ("[::1]:8443", "http://[::1]:8443"),
+            // Known only once bound: `serve` fills it in.
+            ("127.0.0.1:0", ""),
+        ] {
+            let mut config = Config::default();
+            config.server.listen = listen.to_owned();
+            config.validate().unwrap();
+            assert_eq!(config.server.public_url, expected, "{listen}");
+        }
     }
 
     #[test]

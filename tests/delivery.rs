@@ -206,7 +206,7 @@ async fn unicode_name_round_trips() {
     assert_eq!(status, 201);
     assert_eq!(body["data"]["fileName"], "йцук.jpg");
     let url = body["data"]["url"].as_str().unwrap();
-    assert_eq!(url, "http://127.0.0.1:8080/%D0%B9%D1%86%D1%83%D0%BA.jpg");
+    assert_eq!(url, server.url("/%D0%B9%D1%86%D1%83%D0%BA.jpg"));
     let response = server
         .client
         .get(server.url("/%D0%B9%D1%86%D1%83%D0%BA.jpg"))

@@ -143,7 +143,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-async fn serve_async(config: Config) -> anyhow::Result<()> {
+async fn serve_async(mut config: Config) -> anyhow::Result<()> {
     tracing::info!(config = %ops::logging::redacted_config(&config), "effective configuration");
     let addr = config.listen_addr()?;
     let store = open_store(&config)?;
@@ -163,6 +163,9 @@ async fn serve_async(config: Config) -> anyhow::Result<()> {
         None => None,
     };
     let local_addr = listener.local_addr()?;
+    if config.server.public_url.is_empty() {
+        config.server.public_url = Config::public_url_for(local_addr);
+    }
     let storage = &config.storage;
     tracing::info!(
         listen = %local_addr,
