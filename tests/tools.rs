@@ -116,7 +116,8 @@ fn import_fixtures_then_rerun() {
     assert_eq!(stats["media"]["count"], imported);
     assert_eq!(stats["blobs"]["count"], imported);
     assert!(stats["replication"].is_null());
-    assert!(stats["variants"].is_null());
+    assert_eq!(stats["variants"]["count"], 0);
+    assert_eq!(stats["variants"]["maxBytes"], 10u64 << 30);
 
     // The rerun stores nothing new: every accepted file is skipped by path and content.
     let (code, stdout, stderr) = kura(&["import", &fixtures, "--data-dir", data]);
@@ -251,6 +252,86 @@ fn gc_removes_orphan_blob_and_temp_file() {
 }
 
 #[tokio::test]
+async fn stats_and_gc_account_for_cached_variants() {
+    let mut server = Server::start().await;
+    let (status, _) = server.upload_fixture("rocket.jpg").await;
+    assert_eq!(status, 201);
+    for chain in ["w-100", "w-200"] {
+        let response = server
+            .client
+            .get(server.url(&format!("/rocket.jpg?tr={chain},f-webp")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "{chain}");
+    }
+    assert!(server.stop().success());
+    let data = server.data_dir.to_str().unwrap().to_owned();
+
+    let stats = stats_json(&data);
+    assert_eq!(stats["media"]["count"], 1);
+    assert_eq!(
+        stats["blobs"]["count"], 1,
+        "variants are not uploads: {stats}"
+    );
+    assert_eq!(stats["deduplicatedBytes"], 0, "{stats}");
+    assert_eq!(stats["variants"]["count"], 2, "{stats}");
+    let variant_bytes = stats["variants"]["bytes"].as_u64().unwrap();
+    assert!(variant_bytes > 0, "{stats}");
+    let (code, text, _) = kura(&["stats", "--data-dir", &data]);
+    assert_eq!(code, 0);
+    assert!(text.contains("variants   2 cached"), "{text}");
+
+    // Every variant's source is still stored, so a plain gc keeps them all.
+    let (code, stdout, stderr) = kura(&["gc", "--data-dir", &data]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stdout.contains("removed 0 orphan cached variants"),
+        "{stdout}"
+    );
+    assert_eq!(stats_json(&data)["variants"]["count"], 2);
+
+    let (code, stdout, stderr) =
+        kura(&["gc", "--purge-variants", "--dry-run", "--data-dir", &data]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stdout.contains("would remove 2 cached variants"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(&format!("({variant_bytes} bytes)")),
+        "{stdout}"
+    );
+    assert_eq!(
+        stats_json(&data)["variants"]["count"],
+        2,
+        "a dry run drops nothing"
+    );
+
+    let (code, stdout, stderr) = kura(&["gc", "--purge-variants", "--data-dir", &data]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("removed 2 cached variants"), "{stdout}");
+    assert!(
+        stdout.contains(&format!("({variant_bytes} bytes)")),
+        "{stdout}"
+    );
+    let stats = stats_json(&data);
+    assert_eq!(stats["variants"]["count"], 0, "{stats}");
+    assert_eq!(server.blob_files(), 1, "only the upload's file stays");
+
+    // The restarted server computes a purged variant again.
+    server.restart().await;
+    let response = server
+        .client
+        .get(server.url("/rocket.jpg?tr=w-100,f-webp"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["x-cache"], "miss");
+}
+
+#[tokio::test]
 async fn tools_report_held_database() {
     let server = Server::start().await;
     let data = server.data_dir.to_str().unwrap().to_owned();
@@ -289,6 +370,7 @@ fn tool_help_states_units_and_defaults() {
     let (code, help, _) = kura(&["gc", "--help"]);
     assert_eq!(code, 0);
     assert!(help.contains("--dry-run"), "{help}");
+    assert!(help.contains("--purge-variants"), "{help}");
     assert!(help.contains("[default: ./data]"), "{help}");
 
     let (code, help, _) = kura(&["stats", "--help"]);

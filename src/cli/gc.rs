@@ -11,14 +11,19 @@ use crate::store::{self, Index};
 
 #[derive(Debug, Args)]
 #[command(after_help = "\
-Stop the server first: gc refuses to run while `kura serve` holds the database, because an \
-upload in flight has its blob file in place shortly before its record is committed.")]
+Without --purge-variants, gc drops only the cached variants whose source file is gone. Stop the \
+server first: gc refuses to run while `kura serve` holds the database, because an upload in \
+flight has its blob file in place shortly before its record is committed.")]
 pub struct GcArgs {
     #[command(flatten)]
     pub common: ConfigArgs,
     /// Report what would be removed without removing anything.
     #[arg(long)]
     pub dry_run: bool,
+    /// Also drop every cached transformed variant, e.g. to reclaim the space at once after
+    /// lowering transform.cache_max_bytes; the server computes variants again when asked.
+    #[arg(long)]
+    pub purge_variants: bool,
 }
 
 pub fn run(args: GcArgs) -> anyhow::Result<ExitCode> {
@@ -33,7 +38,11 @@ pub fn run(args: GcArgs) -> anyhow::Result<ExitCode> {
     }
     // Opening the index first takes the database lock, so no server can be writing meanwhile.
     let index = Index::open(&data_dir.join(store::DB_FILE))?;
-    let report = gc::collect(data_dir, &index, args.dry_run)?;
+    let options = gc::GcOptions {
+        dry_run: args.dry_run,
+        purge_variants: args.purge_variants,
+    };
+    let report = gc::collect(data_dir, &index, options)?;
 
     let verb = if report.dry_run {
         "would remove"
@@ -51,12 +60,16 @@ pub fn run(args: GcArgs) -> anyhow::Result<ExitCode> {
         HumanBytes(report.temp_bytes)
     );
     println!("{verb} {} empty blob directories", report.empty_dirs);
-    match report.variant_cache {
-        Some((entries, bytes)) => {
-            println!("{verb} {entries} cached variants ({})", HumanBytes(bytes))
-        }
-        None => println!("variant cache: none in this build"),
-    }
+    let scope = if args.purge_variants {
+        "cached"
+    } else {
+        "orphan cached"
+    };
+    println!(
+        "{verb} {} {scope} variants ({} of files)",
+        report.variants,
+        HumanBytes(report.variant_bytes)
+    );
     let freed = report.freed_bytes();
     let total_verb = if report.dry_run {
         "would free"

@@ -33,7 +33,12 @@ pub fn run(args: StatsArgs) -> anyhow::Result<ExitCode> {
     }
     let index = Index::open(&data_dir.join(store::DB_FILE))?;
     index.set_ipfs_policy(config.ipfs.queue_policy());
-    let stats = stats::gather(data_dir, &index, config.storage.min_free_bytes)?;
+    let stats = stats::gather(
+        data_dir,
+        &index,
+        config.storage.min_free_bytes,
+        config.transform.cache_max_bytes,
+    )?;
 
     if args.json {
         println!("{}", serde_json::to_string_pretty(&stats)?);
@@ -46,7 +51,7 @@ pub fn run(args: StatsArgs) -> anyhow::Result<ExitCode> {
         size(stats.media.bytes)
     );
     println!(
-        "blobs      {} files, {}",
+        "blobs      {} files uploads use, {}",
         stats.blobs.count,
         size(stats.blobs.bytes)
     );
@@ -67,14 +72,12 @@ pub fn run(args: StatsArgs) -> anyhow::Result<ExitCode> {
         }
         None => println!("replication: off (ipfs.enabled = false)"),
     }
-    match &stats.variants {
-        Some(variants) => println!(
-            "variants   {} cached, {}",
-            variants.count,
-            size(variants.bytes)
-        ),
-        None => println!("variants: no variant cache in this build"),
-    }
+    println!(
+        "variants   {} cached, {}; transform.cache_max_bytes is {}",
+        stats.variants.count,
+        size(stats.variants.bytes),
+        size(stats.variants.max_bytes)
+    );
     if let Some(disk) = &stats.disk {
         println!(
             "disk       {} free of {}; storage.min_free_bytes is {}",

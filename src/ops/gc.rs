@@ -1,14 +1,25 @@
-//! `kura gc`: removes blob files that no index entry names and temp files left in `tmp/`.
+//! `kura gc`: removes blob files that no index entry names, temp files left in `tmp/`, cached
+//! variants whose source is gone, and on request the whole variant cache.
 //!
 //! Orphan blobs appear when a crash falls between a deletion's commit and the file's removal (the
 //! documented order of deletion). gc must only run while no server has the database open. The
 //! caller ensures that by keeping the opened `Index` for the whole run, so no upload can be between
 //! placing a blob and committing its record.
 
-use std::collections::HashSet;
-use std::path::Path;
+use std::collections::{BTreeMap, HashSet};
+use std::path::{Path, PathBuf};
 
 use crate::store::{BlobDirs, Index, StoreError};
+
+/// Choices for one gc run; orphan blobs and temp files are always removed.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct GcOptions {
+    /// Report what would be removed without removing anything.
+    pub dry_run: bool,
+    /// Drop every cached variant, not only those whose source is gone; the server computes them
+    /// again on the next request.
+    pub purge_variants: bool,
+}
 
 /// The findings of one gc run, all removed unless it was a dry run.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -17,31 +28,62 @@ pub struct GcReport {
     pub orphan_blob_bytes: u64,
     pub temp_files: u64,
     pub temp_bytes: u64,
-    /// Shard directories left empty under `blobs/`.
+    /// Shard directories under `blobs/` that are empty once the run's files are gone.
     pub empty_dirs: u64,
-    /// Variant cache entries and bytes, or `None` when this build has no variant cache.
-    pub variant_cache: Option<(u64, u64)>,
+    /// Variant cache entries dropped from the index.
+    pub variants: u64,
+    /// Bytes of the variant files that dropping those entries frees (a variant file another entry
+    /// or an upload still uses stays).
+    pub variant_bytes: u64,
     pub dry_run: bool,
 }
 
 impl GcReport {
     pub fn freed_bytes(&self) -> u64 {
-        let variants = self.variant_cache.map_or(0, |(_, bytes)| bytes);
-        self.orphan_blob_bytes + self.temp_bytes + variants
+        self.orphan_blob_bytes + self.temp_bytes + self.variant_bytes
     }
 }
 
-/// Finds orphan blob files, temp files and empty shard directories under `data_dir` and removes
-/// them unless `dry_run` is set. `index` must be open, which keeps servers out.
-pub fn collect(data_dir: &Path, index: &Index, dry_run: bool) -> Result<GcReport, StoreError> {
+/// Removes (or, on a dry run, counts) orphan blob files, temp files, orphan variants and empty
+/// shard directories under `data_dir`. `index` must be open, which keeps servers out.
+pub fn collect(data_dir: &Path, index: &Index, options: GcOptions) -> Result<GcReport, StoreError> {
+    let dry_run = options.dry_run;
     let dirs = BlobDirs::new(data_dir);
-    let referenced = index.blob_hashes()?;
     let mut report = GcReport {
         dry_run,
         ..GcReport::default()
     };
+    let dropped: Vec<(String, String)> = if options.purge_variants {
+        index.list_variants()?
+    } else {
+        index.orphan_variants()?
+    }
+    .into_iter()
+    .map(|(key, record)| (key, record.hash))
+    .collect();
+    report.variants = dropped.len() as u64;
+    // Files whose last reference the dropped entries hold. A dry run works them out from the
+    // reference counts; a real run gets them from the index as it drops the entries.
+    let freed: HashSet<String> = if dry_run {
+        let mut counts: BTreeMap<String, u64> = index.blob_refcounts()?;
+        let mut freed = HashSet::new();
+        for (_, hash) in &dropped {
+            if let Some(count) = counts.get_mut(hash) {
+                *count = count.saturating_sub(1);
+                if *count == 0 {
+                    freed.insert(hash.clone());
+                }
+            }
+        }
+        freed
+    } else {
+        let keys: Vec<String> = dropped.into_iter().map(|(key, _)| key).collect();
+        index.remove_variants(&keys)?.into_iter().collect()
+    };
+    let mut referenced = index.blob_hashes()?;
+    referenced.retain(|hash| !freed.contains(hash));
     if dirs.blobs_root().is_dir() {
-        collect_blobs(&dirs, &referenced, dry_run, &mut report)?;
+        collect_blobs(&dirs, &referenced, &freed, dry_run, &mut report)?;
     }
     if dirs.tmp_root().is_dir() {
         for entry in std::fs::read_dir(dirs.tmp_root())? {
@@ -57,36 +99,34 @@ pub fn collect(data_dir: &Path, index: &Index, dry_run: bool) -> Result<GcReport
             }
         }
     }
-    report.variant_cache = collect_variant_cache(data_dir, dry_run)?;
     Ok(report)
 }
 
-/// Trims the cache of transformed variants and returns (entries, bytes) removed, or `None` when
-/// this build keeps no such cache.
-/// TODO: the image transformation feature should remove its cached variants here.
-pub fn collect_variant_cache(
-    _data_dir: &Path,
-    _dry_run: bool,
-) -> Result<Option<(u64, u64)>, StoreError> {
-    Ok(None)
-}
-
+/// Walks `blobs/`, removing every file that is not a referenced blob at its own address and every
+/// directory left empty. `freed` names the variant files whose entries this run dropped, counted
+/// apart from orphans.
 fn collect_blobs(
     dirs: &BlobDirs,
     referenced: &HashSet<String>,
+    freed: &HashSet<String>,
     dry_run: bool,
     report: &mut GcReport,
 ) -> Result<(), StoreError> {
-    // Children come before their directory, so a shard emptied here is seen empty afterwards.
+    // Children come before their directory, so by the time a directory is reached, `kept` holds it
+    // if anything stays in it. Deciding from that rather than from the disk makes a dry run
+    // count the same directories as the real run.
+    let mut kept: HashSet<PathBuf> = HashSet::new();
     let walk = walkdir::WalkDir::new(dirs.blobs_root())
         .min_depth(1)
         .contents_first(true);
     for entry in walk {
         let entry = entry.map_err(|err| StoreError::Io(err.into()))?;
         let path = entry.path();
+        let parent = path.parent().map(Path::to_path_buf);
         if entry.file_type().is_dir() {
-            let empty = std::fs::read_dir(path)?.next().is_none();
-            if empty {
+            if kept.contains(path) {
+                kept.extend(parent);
+            } else {
                 report.empty_dirs += 1;
                 if !dry_run {
                     std::fs::remove_dir(path)?;
@@ -101,15 +141,20 @@ fn collect_blobs(
             && referenced.contains(name.as_ref())
             && dirs.blob_path(&name) == path;
         if is_blob {
+            kept.extend(parent);
             continue;
         }
         let size = entry
             .metadata()
             .map_err(|err| StoreError::Io(err.into()))?
             .len();
-        tracing::info!(path = %path.display(), size, dry_run, "orphan blob file");
-        report.orphan_blobs += 1;
-        report.orphan_blob_bytes += size;
+        if freed.contains(name.as_ref()) && dirs.blob_path(&name) == path {
+            report.variant_bytes += size;
+        } else {
+            tracing::info!(path = %path.display(), size, dry_run, "orphan blob file");
+            report.orphan_blobs += 1;
+            report.orphan_blob_bytes += size;
+        }
         if !dry_run {
             remove_file(path)?;
         }
@@ -135,7 +180,125 @@ fn remove_file(path: &Path) -> Result<(), StoreError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::{MediaType, NewMedia};
+    use crate::store::{MediaType, NewMedia, VariantRecord};
+
+    fn dry_run() -> GcOptions {
+        GcOptions {
+            dry_run: true,
+            ..GcOptions::default()
+        }
+    }
+
+    /// Writes `bytes` as a blob file and returns its hash.
+    fn place(dirs: &BlobDirs, bytes: &[u8]) -> String {
+        let hash = blake3::hash(bytes).to_hex().to_string();
+        let path = dirs.blob_path(&hash);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, bytes).unwrap();
+        hash
+    }
+
+    fn upload(index: &Index, hash: &str, size: u64) {
+        index
+            .insert_media(NewMedia {
+                id: uuid::Uuid::new_v4().to_string(),
+                wanted_name: "source.png".to_owned(),
+                media_type: MediaType::Png,
+                size,
+                width: None,
+                height: None,
+                frames: None,
+                duration_secs: None,
+                alt: None,
+                hash: hash.to_owned(),
+                cid: String::new(),
+                uploaded_at: "2026-01-01T00:00:00Z".to_owned(),
+            })
+            .unwrap();
+    }
+
+    fn cache(index: &Index, source: &str, plan: &str, hash: &str, size: u64) -> String {
+        let key = format!("{source}/{plan}/webp");
+        let record = VariantRecord {
+            hash: hash.to_owned(),
+            size,
+            mime: "image/webp".to_owned(),
+            last_used: 1,
+        };
+        index.put_variant(&key, &record).unwrap();
+        key
+    }
+
+    #[test]
+    fn drops_variants_whose_source_is_gone() {
+        let dir = tempfile::tempdir().unwrap();
+        let dirs = BlobDirs::new(dir.path());
+        dirs.prepare().unwrap();
+        let index = Index::open(&dir.path().join("kura.redb")).unwrap();
+
+        let source = place(&dirs, b"source image");
+        upload(&index, &source, 12);
+        let live = place(&dirs, b"live variant");
+        let live_key = cache(&index, &source, "w-100", &live, 12);
+        // A crash after the source's last record went but before its variants were purged.
+        let gone = blake3::hash(b"deleted source").to_hex().to_string();
+        let stale = place(&dirs, b"stale variant!");
+        let stale_key = cache(&index, &gone, "w-100", &stale, 14);
+        // The same bytes as the live variant: the file stays while the live entry uses it.
+        let shared_key = cache(&index, &gone, "w-200", &live, 12);
+
+        let dry = collect(dir.path(), &index, dry_run()).unwrap();
+        assert_eq!((dry.variants, dry.variant_bytes), (2, 14));
+        assert_eq!(dry.orphan_blobs, 0);
+        assert_eq!(dry.empty_dirs, 2, "the stale file's two shard levels");
+        assert!(index.get_variant(&stale_key).unwrap().is_some());
+
+        let report = collect(dir.path(), &index, GcOptions::default()).unwrap();
+        assert_eq!(
+            report,
+            GcReport {
+                dry_run: false,
+                ..dry
+            }
+        );
+        assert_eq!(report.freed_bytes(), 14);
+        assert!(index.get_variant(&stale_key).unwrap().is_none());
+        assert!(index.get_variant(&shared_key).unwrap().is_none());
+        assert!(index.get_variant(&live_key).unwrap().is_some());
+        assert!(!dirs.blob_path(&stale).exists());
+        assert!(dirs.blob_path(&live).exists());
+        assert!(dirs.blob_path(&source).exists());
+    }
+
+    #[test]
+    fn purge_drops_every_variant_and_keeps_uploads() {
+        let dir = tempfile::tempdir().unwrap();
+        let dirs = BlobDirs::new(dir.path());
+        dirs.prepare().unwrap();
+        let index = Index::open(&dir.path().join("kura.redb")).unwrap();
+
+        let source = place(&dirs, b"source image");
+        upload(&index, &source, 12);
+        let variant = place(&dirs, b"a variant");
+        cache(&index, &source, "w-100", &variant, 9);
+        // f-orig style: a variant whose bytes equal the upload's own.
+        cache(&index, &source, "orig", &source, 12);
+
+        let options = GcOptions {
+            purge_variants: true,
+            ..GcOptions::default()
+        };
+        let report = collect(dir.path(), &index, options).unwrap();
+        assert_eq!((report.variants, report.variant_bytes), (2, 9));
+        assert!(index.list_variants().unwrap().is_empty());
+        assert!(!dirs.blob_path(&variant).exists());
+        assert!(
+            dirs.blob_path(&source).exists(),
+            "the upload keeps its file"
+        );
+        let totals = index.totals().unwrap();
+        assert_eq!((totals.blob_count, totals.variant_count), (1, 0));
+    }
 
     #[test]
     fn removes_orphans_and_temp_files_only() {
@@ -170,28 +333,29 @@ mod tests {
         std::fs::write(dirs.tmp_root().join("upload-x.tmp"), b"partial").unwrap();
         std::fs::write(dirs.blobs_root().join("stray.txt"), b"??").unwrap();
 
-        let dry = collect(dir.path(), &index, true).unwrap();
+        let dry = collect(dir.path(), &index, dry_run()).unwrap();
         assert_eq!(dry.orphan_blobs, 2);
         assert_eq!(dry.orphan_blob_bytes, 8);
         assert_eq!(dry.temp_files, 1);
+        assert_eq!(dry.empty_dirs, 2, "counted as the real run will find them");
         assert!(
             dirs.blob_path(&orphan).exists(),
             "a dry run removes nothing"
         );
 
-        let report = collect(dir.path(), &index, false).unwrap();
+        let report = collect(dir.path(), &index, GcOptions::default()).unwrap();
         assert_eq!(report.orphan_blobs, 2);
         assert_eq!(report.temp_files, 1);
         assert_eq!(report.temp_bytes, 7);
         assert_eq!(report.empty_dirs, 2, "the orphan's two shard levels");
         assert_eq!(report.freed_bytes(), 15);
-        assert_eq!(report.variant_cache, None);
+        assert_eq!(report.variants, 0);
         assert!(dirs.blob_path(&kept).exists());
         assert!(!dirs.blob_path(&orphan).exists());
         assert!(!dirs.blob_path(&orphan).parent().unwrap().exists());
         assert_eq!(std::fs::read_dir(dirs.tmp_root()).unwrap().count(), 0);
 
-        let again = collect(dir.path(), &index, false).unwrap();
+        let again = collect(dir.path(), &index, GcOptions::default()).unwrap();
         assert_eq!(again.freed_bytes(), 0);
         assert_eq!(again.empty_dirs, 0);
     }

@@ -12,6 +12,7 @@ use crate::store::{Index, StoreError};
 #[serde(rename_all = "camelCase")]
 pub struct Stats {
     pub media: CountBytes,
+    /// Distinct files that uploads use; cached variants are counted under `variants`.
     pub blobs: CountBytes,
     /// Bytes that identical uploads share instead of storing twice.
     pub deduplicated_bytes: u64,
@@ -19,8 +20,8 @@ pub struct Stats {
     pub by_type: BTreeMap<String, CountBytes>,
     /// Replication state → jobs, or `None` when this build does not replicate.
     pub replication: Option<BTreeMap<String, u64>>,
-    /// Cached transformed variants, or `None` when this build keeps no variant cache.
-    pub variants: Option<CountBytes>,
+    /// Cached transformed variants.
+    pub variants: VariantStats,
     pub disk: Option<DiskStats>,
 }
 
@@ -28,6 +29,16 @@ pub struct Stats {
 pub struct CountBytes {
     pub count: u64,
     pub bytes: u64,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct VariantStats {
+    pub count: u64,
+    /// Sum of the variants' sizes, the figure least-recently-used eviction keeps under `max_bytes`.
+    pub bytes: u64,
+    /// `transform.cache_max_bytes`.
+    pub max_bytes: u64,
 }
 
 #[derive(Debug, Clone, Copy, Serialize)]
@@ -39,7 +50,12 @@ pub struct DiskStats {
 }
 
 /// Reads the statistics from an open index and the data directory's filesystem.
-pub fn gather(data_dir: &Path, index: &Index, min_free_bytes: u64) -> Result<Stats, StoreError> {
+pub fn gather(
+    data_dir: &Path,
+    index: &Index,
+    min_free_bytes: u64,
+    cache_max_bytes: u64,
+) -> Result<Stats, StoreError> {
     let totals = index.totals()?;
     let disk = super::disk::space(data_dir).ok().map(|space| DiskStats {
         free_bytes: space.available_bytes,
@@ -52,17 +68,21 @@ pub fn gather(data_dir: &Path, index: &Index, min_free_bytes: u64) -> Result<Sta
             bytes: totals.media_bytes,
         },
         blobs: CountBytes {
-            count: totals.blob_count,
-            bytes: totals.blob_bytes,
+            count: totals.upload_blob_count,
+            bytes: totals.upload_blob_bytes,
         },
-        deduplicated_bytes: totals.media_bytes.saturating_sub(totals.blob_bytes),
+        deduplicated_bytes: totals.media_bytes.saturating_sub(totals.upload_blob_bytes),
         by_type: totals
             .by_type
             .into_iter()
             .map(|(mime, (count, bytes))| (mime, CountBytes { count, bytes }))
             .collect(),
         replication: replication_states(index)?,
-        variants: variant_totals(data_dir)?,
+        variants: VariantStats {
+            count: totals.variant_count,
+            bytes: totals.variant_bytes,
+            max_bytes: cache_max_bytes,
+        },
         disk,
     })
 }
@@ -80,10 +100,4 @@ pub fn replication_states(index: &Index) -> Result<Option<BTreeMap<String, u64>>
         .map(|(state, count)| (state.to_owned(), count))
         .collect();
     Ok(Some(states))
-}
-
-/// Returns the cached variants' count and bytes, or `None` while this build has no variant cache.
-/// TODO: the image transformation feature should total its cache here.
-pub fn variant_totals(_data_dir: &Path) -> Result<Option<CountBytes>, StoreError> {
-    Ok(None)
 }

@@ -1,11 +1,13 @@
 //! Whole-index reads for the operations tools: totals for `kura stats` and the metrics gauges,
-//! and the set of blob hashes that `kura gc` compares with the files on disk.
+//! the set of blob hashes that `kura gc` compares with the files on disk, and the cached variants
+//! whose source is gone.
 
 use std::collections::{BTreeMap, HashSet};
 
 use redb::{ReadableDatabase, ReadableTable};
 
 use super::index::{db_err, from_json, BlobRecord, Index, MediaRecord, BLOBS, MEDIA};
+use super::variants::{VariantRecord, VARIANTS};
 use super::StoreError;
 
 /// Counts and bytes over the whole index.
@@ -15,8 +17,14 @@ pub struct IndexTotals {
     /// Sum of record sizes; identical files count once per record.
     pub media_bytes: u64,
     pub blob_count: u64,
-    /// Sum of distinct blob sizes: what `blobs/` holds.
+    /// Sum of distinct blob sizes: what `blobs/` holds, uploads and variants alike.
     pub blob_bytes: u64,
+    /// Distinct blobs that at least one media record uses, and their bytes.
+    pub upload_blob_count: u64,
+    pub upload_blob_bytes: u64,
+    /// Cached variants and the sum of their sizes, the figure `transform.cache_max_bytes` caps.
+    pub variant_count: u64,
+    pub variant_bytes: u64,
     /// MIME type → (records, bytes).
     pub by_type: BTreeMap<String, (u64, u64)>,
 }
@@ -46,6 +54,23 @@ impl Index {
             let blob: BlobRecord = from_json(value.value())?;
             totals.blob_count += 1;
             totals.blob_bytes += blob.size;
+            // Only uploads record a type; a blob both an upload and a variant use has it too.
+            if blob.media_type.is_some() {
+                totals.upload_blob_count += 1;
+                totals.upload_blob_bytes += blob.size;
+            }
+        }
+        match txn.open_table(VARIANTS) {
+            Ok(variants) => {
+                for entry in variants.iter().map_err(db_err)? {
+                    let (_, value) = entry.map_err(db_err)?;
+                    let variant: VariantRecord = from_json(value.value())?;
+                    totals.variant_count += 1;
+                    totals.variant_bytes += variant.size;
+                }
+            }
+            Err(redb::TableError::TableDoesNotExist(_)) => {}
+            Err(err) => return Err(db_err(err)),
         }
         Ok(totals)
     }
@@ -60,6 +85,47 @@ impl Index {
             hashes.insert(key.value().to_owned());
         }
         Ok(hashes)
+    }
+
+    /// Returns the keys and records of cached variants whose source blob no media record uses any
+    /// more. Deleting a source's last record purges its variants in a later step, so a crash
+    /// between the two leaves such entries behind.
+    pub fn orphan_variants(&self) -> Result<Vec<(String, VariantRecord)>, StoreError> {
+        let txn = self.db.begin_read().map_err(db_err)?;
+        let variants = match txn.open_table(VARIANTS) {
+            Ok(table) => table,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+            Err(err) => return Err(db_err(err)),
+        };
+        let blobs = txn.open_table(BLOBS).map_err(db_err)?;
+        let mut orphans = Vec::new();
+        for entry in variants.iter().map_err(db_err)? {
+            let (key, value) = entry.map_err(db_err)?;
+            let key = key.value();
+            let source = key.split('/').next().unwrap_or_default();
+            let source_is_upload = match blobs.get(source).map_err(db_err)? {
+                Some(guard) => from_json::<BlobRecord>(guard.value())?.media_type.is_some(),
+                None => false,
+            };
+            if !source_is_upload {
+                orphans.push((key.to_owned(), from_json(value.value())?));
+            }
+        }
+        Ok(orphans)
+    }
+
+    /// Returns each blob's reference count, which `kura gc --dry-run` uses to tell which files
+    /// removing variants would free.
+    pub fn blob_refcounts(&self) -> Result<BTreeMap<String, u64>, StoreError> {
+        let txn = self.db.begin_read().map_err(db_err)?;
+        let blobs = txn.open_table(BLOBS).map_err(db_err)?;
+        let mut counts = BTreeMap::new();
+        for entry in blobs.iter().map_err(db_err)? {
+            let (key, value) = entry.map_err(db_err)?;
+            let blob: BlobRecord = from_json(value.value())?;
+            counts.insert(key.value().to_owned(), blob.refcount);
+        }
+        Ok(counts)
     }
 }
 

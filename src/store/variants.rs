@@ -9,7 +9,7 @@ use super::StoreError;
 
 /// Variant key (`SOURCE_HASH/PLAN/FORMAT`) → `VariantRecord` as JSON. Keys start with the source
 /// hash, so a source's variants form one key range.
-const VARIANTS: TableDefinition<&str, &[u8]> = TableDefinition::new("variants_v1");
+pub(super) const VARIANTS: TableDefinition<&str, &[u8]> = TableDefinition::new("variants_v1");
 
 /// One cached variant.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
