@@ -716,6 +716,15 @@ async fn verify_repairs_deleted_and_corrupted_blobs() {
         "{stdout}"
     );
 
+    // Without the config, replication is off: repair names the switch and touches no node.
+    let (code, stdout, stderr) = kura(&["verify", "--repair", "--data-dir", &data_dir]);
+    assert_eq!(code, 1, "{stdout}{stderr}");
+    assert!(stdout.contains("0 restored, 2 still bad"), "{stdout}");
+    assert!(
+        stdout.contains("not restored: ipfs.enabled is false"),
+        "{stdout}"
+    );
+
     let (code, stdout, stderr) = kura(&[&args[..], &["--repair"]].concat());
     assert_eq!(code, 0, "{stdout}{stderr}");
     assert!(stdout.contains("2 restored, 0 still bad"), "{stdout}");

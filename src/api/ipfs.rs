@@ -89,7 +89,7 @@ pub async fn verify(
             ))
         }
     };
-    let node = if repair {
+    let node = if repair && state.config.ipfs.enabled {
         Some(Node::new(&state.config.ipfs).map_err(|err| ApiError::internal(err.to_string()))?)
     } else {
         None

@@ -23,7 +23,8 @@ pub fn verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
             err
         }
     })?;
-    let node = if args.repair {
+    // With replication off there is no node to ask; each bad blob then says so in the report.
+    let node = if args.repair && config.ipfs.enabled {
         Some(Node::new(&config.ipfs)?)
     } else {
         None

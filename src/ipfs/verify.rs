@@ -145,7 +145,8 @@ async fn repair_entry(
     entry: &mut BlobProblem,
 ) {
     let Some(node) = node else {
-        entry.repair_error = Some("no IPFS node is configured to restore from".to_owned());
+        entry.repair_error =
+            Some("ipfs.enabled is false, so there is no IPFS node to restore from".to_owned());
         return;
     };
     match restore_blob(store, node, &entry.hash, blob).await {
