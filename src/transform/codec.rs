@@ -424,6 +424,33 @@ fn apply_orientation(image: RgbaImage, orientation: Orientation) -> RgbaImage {
     dynamic.into_rgba8()
 }
 
+/// Converts decoded frames to sRGB with their embedded `profile`, or keeps the profile for the
+/// output when `hint` asks, then turns them upright. Returns whether pixels were converted and the
+/// profile kept.
+fn finish_frames(
+    frames: &mut [Frame],
+    profile: Option<Vec<u8>>,
+    orientation: Orientation,
+    hint: &DecodeHint,
+) -> (bool, Option<Vec<u8>>) {
+    let mut converted = false;
+    let mut kept = None;
+    if let Some(profile) = profile {
+        if hint.keep_icc_profile {
+            kept = Some(profile);
+        } else {
+            for frame in frames.iter_mut() {
+                converted |= icc::rgba_to_srgb(&mut frame.image, &profile);
+            }
+        }
+    }
+    for frame in frames.iter_mut() {
+        let image = std::mem::take(&mut frame.image);
+        frame.image = apply_orientation(image, orientation);
+    }
+    (converted, kept)
+}
+
 /// Returns whether `orientation` swaps width and height.
 fn swaps_sides(orientation: Orientation) -> bool {
     matches!(

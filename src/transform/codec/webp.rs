@@ -16,7 +16,7 @@ use image::codecs::webp::WebPDecoder;
 use image::{AnimationDecoder, ImageDecoder, RgbaImage};
 
 use super::{
-    apply_orientation, changed_bounds, check_size, collect_frames, icc, image_error, image_limits,
+    changed_bounds, check_size, collect_frames, finish_frames, image_error, image_limits,
     loop_count_of, swaps_sides, take_orientation, DecodeHint, Decoded, Frame, Metadata,
     OutputFormat, PixelError, SourceFormat,
 };
@@ -70,21 +70,7 @@ pub(super) fn decode(bytes: &[u8], hint: &DecodeHint) -> Result<Decoded, PixelEr
     };
     let loop_count = if frames.len() > 1 { loop_count } else { None };
 
-    let mut icc_converted = false;
-    let mut kept_icc = None;
-    if let Some(profile) = profile {
-        if hint.keep_icc_profile {
-            kept_icc = Some(profile);
-        } else {
-            for frame in &mut frames {
-                icc_converted |= icc::rgba_to_srgb(&mut frame.image, &profile);
-            }
-        }
-    }
-    for frame in &mut frames {
-        let image = std::mem::take(&mut frame.image);
-        frame.image = apply_orientation(image, orientation);
-    }
+    let (icc_converted, kept_icc) = finish_frames(&mut frames, profile, orientation, hint);
     let original = if swaps_sides(orientation) {
         (height, width)
     } else {
