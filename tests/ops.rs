@@ -245,12 +245,26 @@ async fn metrics_count_a_known_sequence() {
     assert_eq!(value(&after, "kura_blob_store_bytes"), jpeg_len);
     assert_eq!(value(&after, "kura_transform_cache_hits_total"), 0.0);
 
+    // A cached variant counts under the transform cache, not the upload blobs.
+    let variant = server
+        .client
+        .get(server.url("/first.jpg?tr=w-50"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(variant.status(), 200);
+    let variant_len = variant.bytes().await.unwrap().len() as f64;
+    let cached = server.metrics().await;
+    assert_eq!(value(&cached, "kura_blob_store_blobs"), 1.0);
+    assert_eq!(value(&cached, "kura_transform_cache_bytes"), variant_len);
+
     // After a restart the gauges are counted again from the index.
     server.restart().await;
     let restarted = server.metrics().await;
     assert_eq!(value(&restarted, "kura_media_records"), 1.0);
     assert_eq!(value(&restarted, "kura_blob_store_blobs"), 1.0);
     assert_eq!(value(&restarted, "kura_blob_store_bytes"), jpeg_len);
+    assert_eq!(value(&restarted, "kura_transform_cache_bytes"), variant_len);
     assert_eq!(value(&restarted, "kura_uploads_total"), 0.0);
 }
 

@@ -234,49 +234,49 @@ impl Metrics {
         );
         r.register(
             "blob_store_blobs",
-            "Distinct blob files in the blob store",
+            "Distinct blob files that uploads use, without cached variants",
             m.blob_store_blobs.clone(),
         );
         r.register_with_unit(
             "blob_store",
-            "Bytes of the distinct blob files in the blob store",
+            "Bytes of the distinct blob files that uploads use",
             Unit::Bytes,
             m.blob_store_bytes.clone(),
         );
         r.register(
             "transform_outputs",
-            "Transformed images produced, by output format (no series until transformations exist)",
+            "Transformed images produced, by output format",
             m.transform_outputs.clone(),
         );
         r.register(
             "transform_cache_hits",
-            "Transformed variants served from the cache (0 until the cache exists)",
+            "Transformed variants served from the cache",
             m.transform_cache_hits.clone(),
         );
         r.register(
             "transform_cache_misses",
-            "Transformed variants not found in the cache (0 until the cache exists)",
+            "Transformed variants not found in the cache",
             m.transform_cache_misses.clone(),
         );
         r.register(
             "transform_cache_evictions",
-            "Variants evicted from the cache (0 until the cache exists)",
+            "Variants evicted from the cache to stay under transform.cache_max_bytes",
             m.transform_cache_evictions.clone(),
         );
         r.register_with_unit(
             "transform_cache",
-            "Bytes held by the variant cache (0 until the cache exists)",
+            "Bytes of the variants in the cache",
             Unit::Bytes,
             m.transform_cache_bytes.clone(),
         );
         r.register(
             "transform_queue_depth",
-            "Transformations waiting for a worker (0 until transformations exist)",
+            "Transformations waiting for a worker",
             m.transform_queue_depth.clone(),
         );
         r.register(
             "transform_queue_rejections",
-            "Transformations rejected because the queue was full (0 until transformations exist)",
+            "Transformations rejected with 503 because the queue was full",
             m.transform_queue_rejections.clone(),
         );
         r.register(

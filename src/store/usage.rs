@@ -18,7 +18,7 @@ pub struct Usage {
 pub struct UsageSnapshot {
     pub media: u64,
     pub blobs: u64,
-    /// Sum of the sizes of distinct blobs, i.e. bytes on disk under `blobs/`.
+    /// Sum of the sizes of the distinct blobs that uploads use.
     pub blob_bytes: u64,
 }
 
@@ -26,8 +26,10 @@ impl Usage {
     pub fn from_totals(totals: &IndexTotals) -> Usage {
         Usage {
             media: AtomicU64::new(totals.media_count),
-            blobs: AtomicU64::new(totals.blob_count),
-            blob_bytes: AtomicU64::new(totals.blob_bytes),
+            // Uploads and deletions keep these current, while variants are counted by the
+            // transformation service, so the start value leaves variant files out too.
+            blobs: AtomicU64::new(totals.upload_blob_count),
+            blob_bytes: AtomicU64::new(totals.upload_blob_bytes),
         }
     }
 
