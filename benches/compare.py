@@ -34,7 +34,7 @@ import uuid
 
 import pyvips
 
-# libvips caches operation results by their arguments; an identical thumbnail call would then
+# libvips caches operation results by their arguments, so an identical thumbnail call would
 # return at once and the figures would not be cold.
 pyvips.cache_set_max(0)
 
@@ -222,7 +222,7 @@ def start_servers(args, work):
     data_dir = os.path.join(work, "data")
     kura_log = os.path.join(work, "kura.log")
     vips_log = os.path.join(work, "vips-server.log")
-    # kura reads ./config.toml when it exists; the empty work directory gives built-in defaults.
+    # kura reads ./config.toml when it exists, so the empty work directory gives built-in defaults.
     key = subprocess.run(
         [args.kura, "key", "create", "--name", "bench", "--data-dir", data_dir],
         cwd=work, check=True, capture_output=True, text=True,

@@ -29,7 +29,7 @@ pub struct ServerConfig {
     /// Socket address the HTTP server binds.
     pub listen: String,
     /// Base of every public URL kura hands out, without a trailing slash. Empty means
-    /// `http://` plus the address kura listens on; see [`Config::public_url_for`].
+    /// `http://` plus the address kura listens on (see [`Config::public_url_for`]).
     pub public_url: String,
     /// Connections served at once; further clients wait in the kernel's accept queue.
     pub max_connections: usize,

@@ -152,7 +152,7 @@ async fn format_negotiation_by_accept() {
             "image/webp",
             "image/webp",
         ),
-        // A quality of 0 refuses a format.
+        // A quality of 0 rejects a format.
         (
             "/rocket.jpg?tr=w-100",
             "image/webp;q=0,image/jpeg",

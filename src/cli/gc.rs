@@ -11,8 +11,8 @@ use crate::store::{self, Index};
 
 #[derive(Debug, Args)]
 #[command(after_help = "\
-Without --purge-variants, gc drops only the cached variants whose source file is gone. Stop the \
-server first: gc refuses to run while `kura serve` holds the database, because an upload in \
+Without --purge-variants, gc drops only the cached variants whose source file was deleted. Stop \
+the server first: gc refuses to run while `kura serve` holds the database, because an upload in \
 flight has its blob file in place shortly before its record is committed.")]
 pub struct GcArgs {
     #[command(flatten)]

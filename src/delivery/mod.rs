@@ -59,7 +59,8 @@ pub async fn handle(
     let record = match state.store.get_by_name(&name).await? {
         Some(record) => record,
         None => {
-            // `di-` names a stored file to serve, transformed alike, when the requested one is missing.
+            // `di-` names a stored file to serve, with the same transformation, when the
+            // requested one is missing.
             let fallback = plan
                 .as_ref()
                 .and_then(|plan| plan.default_image().map(str::to_owned));
@@ -86,7 +87,7 @@ pub async fn handle(
 }
 
 /// Sends the stored file of `record`: the original bytes, or the variant for `plan` when the URL
-/// asks for a transformation. `label` names the request's target in errors.
+/// requests a transformation. `label` names the request's target in errors.
 pub async fn send_record(
     state: &AppState,
     method: &Method,
@@ -131,7 +132,7 @@ pub async fn send_record(
 
 /// Reads the transformation of a delivery request: the path chain (`/tr:…/`) followed by the
 /// query's `tr`, checked against the URL signature. Returns the chain and its parsed plan, or
-/// `None` twice when the URL asks for no transformation.
+/// `None` twice when the URL requests no transformation.
 pub fn transformation(
     state: &AppState,
     request: &Request<Incoming>,

@@ -23,7 +23,8 @@ pub fn verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
             err
         }
     })?;
-    // With replication off there is no node to ask; each bad blob then says so in the report.
+    // With replication off there is no node to query, so the report gives that reason for each
+    // bad blob.
     let node = if args.repair && config.ipfs.enabled {
         Some(Node::new(&config.ipfs)?)
     } else {

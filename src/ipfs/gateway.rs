@@ -26,7 +26,8 @@ pub async fn handle(
         Ok(found) => found,
         Err(CidLookupError::Store(err)) => return Err(err.into()),
         Err(err) => {
-            // `di-` names a stored file to serve, transformed alike, when the CID is unknown.
+            // `di-` names a stored file to serve, with the same transformation, when the CID is
+            // unknown.
             let fallback = plan.as_ref().and_then(|plan| plan.default_image());
             let record = match fallback {
                 Some(name) => state.store.get_by_name(name).await?,

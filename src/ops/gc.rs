@@ -1,5 +1,5 @@
 //! `kura gc`: removes blob files that no index entry names, temp files left in `tmp/`, cached
-//! variants whose source is gone, and on request the whole variant cache.
+//! variants whose source was deleted, and on request the whole variant cache.
 //!
 //! Orphan blobs appear when a crash falls between a deletion's commit and the file's removal (the
 //! documented order of deletion). gc must only run while no server has the database open. The
@@ -11,13 +11,13 @@ use std::path::{Path, PathBuf};
 
 use crate::store::{BlobDirs, Index, StoreError};
 
-/// Choices for one gc run; orphan blobs and temp files are always removed.
+/// Options of one gc run. Orphan blobs and temp files are always removed.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct GcOptions {
     /// Report what would be removed without removing anything.
     pub dry_run: bool,
-    /// Drop every cached variant, not only those whose source is gone; the server computes them
-    /// again on the next request.
+    /// Drop every cached variant, not only those whose source was deleted. The server computes
+    /// them again on the next request.
     pub purge_variants: bool,
 }
 
@@ -28,7 +28,7 @@ pub struct GcReport {
     pub orphan_blob_bytes: u64,
     pub temp_files: u64,
     pub temp_bytes: u64,
-    /// Shard directories under `blobs/` that are empty once the run's files are gone.
+    /// Shard directories under `blobs/` that are empty once the run's files are removed.
     pub empty_dirs: u64,
     /// Variant cache entries dropped from the index.
     pub variants: u64,
@@ -62,8 +62,8 @@ pub fn collect(data_dir: &Path, index: &Index, options: GcOptions) -> Result<GcR
     .map(|(key, record)| (key, record.hash))
     .collect();
     report.variants = dropped.len() as u64;
-    // Files whose last reference the dropped entries hold. A dry run works them out from the
-    // reference counts; a real run gets them from the index as it drops the entries.
+    // Hashes of the files that only the dropped entries reference. A dry run derives them from
+    // the reference counts, and a real run gets them from the index as it drops the entries.
     let freed: HashSet<String> = if dry_run {
         let mut counts: BTreeMap<String, u64> = index.blob_refcounts()?;
         let mut freed = HashSet::new();
@@ -112,10 +112,10 @@ fn collect_blobs(
     dry_run: bool,
     report: &mut GcReport,
 ) -> Result<(), StoreError> {
-    // Children come before their directory, so by the time a directory is reached, `kept` holds it
-    // if anything stays in it. Deciding from that rather than from the disk makes a dry run
-    // count the same directories as the real run.
-    let mut kept: HashSet<PathBuf> = HashSet::new();
+    // Children come before their directory, so when the walk reaches a directory, `occupied`
+    // contains it if any entry in it stays. Deciding from that rather than from the disk makes a
+    // dry run count the same directories as the real run.
+    let mut occupied: HashSet<PathBuf> = HashSet::new();
     let walk = walkdir::WalkDir::new(dirs.blobs_root())
         .min_depth(1)
         .contents_first(true);
@@ -124,8 +124,8 @@ fn collect_blobs(
         let path = entry.path();
         let parent = path.parent().map(Path::to_path_buf);
         if entry.file_type().is_dir() {
-            if kept.contains(path) {
-                kept.extend(parent);
+            if occupied.contains(path) {
+                occupied.extend(parent);
             } else {
                 report.empty_dirs += 1;
                 if !dry_run {
@@ -141,7 +141,7 @@ fn collect_blobs(
             && referenced.contains(name.as_ref())
             && dirs.blob_path(&name) == path;
         if is_blob {
-            kept.extend(parent);
+            occupied.extend(parent);
             continue;
         }
         let size = entry
@@ -230,7 +230,7 @@ mod tests {
     }
 
     #[test]
-    fn drops_variants_whose_source_is_gone() {
+    fn drops_variants_of_deleted_sources() {
         let dir = tempfile::tempdir().unwrap();
         let dirs = BlobDirs::new(dir.path());
         dirs.prepare().unwrap();
@@ -241,11 +241,11 @@ mod tests {
         let live = place(&dirs, b"live variant");
         let live_key = cache(&index, &source, "w-100", &live, 12);
         // A crash after the source's last record went but before its variants were purged.
-        let gone = blake3::hash(b"deleted source").to_hex().to_string();
+        let deleted_source = blake3::hash(b"deleted source").to_hex().to_string();
         let stale = place(&dirs, b"stale variant!");
-        let stale_key = cache(&index, &gone, "w-100", &stale, 14);
+        let stale_key = cache(&index, &deleted_source, "w-100", &stale, 14);
         // The same bytes as the live variant: the file stays while the live entry uses it.
-        let shared_key = cache(&index, &gone, "w-200", &live, 12);
+        let shared_key = cache(&index, &deleted_source, "w-200", &live, 12);
 
         let dry = collect(dir.path(), &index, dry_run()).unwrap();
         assert_eq!((dry.variants, dry.variant_bytes), (2, 14));
@@ -271,7 +271,7 @@ mod tests {
     }
 
     #[test]
-    fn purge_drops_every_variant_and_keeps_uploads() {
+    fn purge_keeps_upload_files() {
         let dir = tempfile::tempdir().unwrap();
         let dirs = BlobDirs::new(dir.path());
         dirs.prepare().unwrap();
@@ -281,7 +281,7 @@ mod tests {
         upload(&index, &source, 12);
         let variant = place(&dirs, b"a variant");
         cache(&index, &source, "w-100", &variant, 9);
-        // f-orig style: a variant whose bytes equal the upload's own.
+        // A variant whose bytes equal the upload's own, as `f-orig` can produce.
         cache(&index, &source, "orig", &source, 12);
 
         let options = GcOptions {

@@ -12,7 +12,7 @@ use crate::store::{Index, StoreError};
 #[serde(rename_all = "camelCase")]
 pub struct Stats {
     pub media: CountBytes,
-    /// Distinct files that uploads use; cached variants are counted under `variants`.
+    /// Distinct files that uploads use. Cached variants are counted under `variants`.
     pub blobs: CountBytes,
     /// Bytes that identical uploads share instead of storing twice.
     pub deduplicated_bytes: u64,

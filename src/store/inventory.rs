@@ -1,6 +1,6 @@
 //! Whole-index reads for the operations tools: totals for `kura stats` and the metrics gauges,
 //! the set of blob hashes that `kura gc` compares with the files on disk, and the cached variants
-//! whose source is gone.
+//! whose source was deleted.
 
 use std::collections::{BTreeMap, HashSet};
 
@@ -30,8 +30,8 @@ pub struct IndexTotals {
 }
 
 impl Index {
-    /// Reads every media and blob entry in one read transaction. Costs one pass over both tables,
-    /// so it runs at start and in `kura stats`, never per request.
+    /// Reads every media, blob and variant entry in one read transaction. Costs one pass over the
+    /// three tables, so it runs at start and in `kura stats`, never per request.
     pub fn totals(&self) -> Result<IndexTotals, StoreError> {
         let txn = self.db.begin_read().map_err(db_err)?;
         let mut totals = IndexTotals::default();
@@ -54,7 +54,7 @@ impl Index {
             let blob: BlobRecord = from_json(value.value())?;
             totals.blob_count += 1;
             totals.blob_bytes += blob.size;
-            // Only uploads record a type; a blob both an upload and a variant use has it too.
+            // Only uploads record a type. A blob that both an upload and a variant use has it too.
             if blob.media_type.is_some() {
                 totals.upload_blob_count += 1;
                 totals.upload_blob_bytes += blob.size;

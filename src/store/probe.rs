@@ -1274,7 +1274,7 @@ fn decoder_limits(header: &ImageHeader) -> Limits {
 }
 
 /// Decodes every frame, dropping each after use, and returns the number of frames decoded.
-/// What decoding an image in full found out.
+/// Frame count and orientation found by decoding an image in full.
 struct Decoded {
     frames: u32,
     /// The EXIF orientation turns the stored pixels by 90° or 270°, so the upright image has

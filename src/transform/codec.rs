@@ -424,9 +424,9 @@ fn apply_orientation(image: RgbaImage, orientation: Orientation) -> RgbaImage {
     dynamic.into_rgba8()
 }
 
-/// Converts decoded frames to sRGB with their embedded `profile`, or keeps the profile for the
-/// output when `hint` asks, then turns them upright. Returns whether pixels were converted and the
-/// profile kept.
+/// Converts decoded frames to sRGB with their embedded `profile` (or keeps the profile for the
+/// output when `hint.keep_icc_profile` is set), then rotates them upright. Returns whether pixels
+/// were converted, and the profile to embed in the output.
 fn finish_frames(
     frames: &mut [Frame],
     profile: Option<Vec<u8>>,
@@ -434,10 +434,10 @@ fn finish_frames(
     hint: &DecodeHint,
 ) -> (bool, Option<Vec<u8>>) {
     let mut converted = false;
-    let mut kept = None;
+    let mut output_profile = None;
     if let Some(profile) = profile {
         if hint.keep_icc_profile {
-            kept = Some(profile);
+            output_profile = Some(profile);
         } else {
             for frame in frames.iter_mut() {
                 converted |= icc::rgba_to_srgb(&mut frame.image, &profile);
@@ -448,7 +448,7 @@ fn finish_frames(
         let image = std::mem::take(&mut frame.image);
         frame.image = apply_orientation(image, orientation);
     }
-    (converted, kept)
+    (converted, output_profile)
 }
 
 /// Returns whether `orientation` swaps width and height.

@@ -2,9 +2,10 @@
 //!
 //! Two decoders share the work. Full-size decodes of colour and grey JPEGs go through
 //! `zune-jpeg`, whose SIMD paths decoded a 5120×2880 photo in 89 ms against libjpeg-turbo's
-//! 152 ms when built without its assembly (zune-jpeg 0.5.15, mozjpeg-sys 2.2, one x86-64 core). Everything else goes through libjpeg-turbo's decoder as the `mozjpeg`
-//! crate builds it: reduced-scale decoding for shrink-on-load, CMYK and YCCK, arithmetic coding,
-//! and any file that `zune-jpeg` rejects in its strict mode, so that libjpeg decides what is
+//! 152 ms when built without its assembly (measured with zune-jpeg 0.5.15 and mozjpeg-sys 2.2 on
+//! one x86-64 core). Everything else goes through libjpeg-turbo's decoder as the `mozjpeg` crate
+//! builds it: reduced-scale decoding for shrink-on-load, CMYK and YCCK, arithmetic coding, and
+//! any file that `zune-jpeg` rejects in its strict mode, so that libjpeg decides what is
 //! corrupt. Encoding goes through libjpeg-turbo too, with Huffman tables optimised per image.
 //!
 //! libjpeg reports fatal errors by unwinding out of its error handler, so every call into it
@@ -240,8 +241,9 @@ pub(super) fn header(bytes: &[u8]) -> Option<(u32, u32, Option<Vec<u8>>)> {
     .flatten()
 }
 
-/// Decodes with `zune-jpeg` when the image is a colour or grey DCT JPEG that fits `hint` and needs no reduced-scale decode. Returns `None` for every other case, including
-/// any error, so that the libjpeg path handles it.
+/// Decodes with `zune-jpeg` when the image is a colour or grey DCT JPEG that fits `hint` and
+/// needs no reduced-scale decode. Returns `None` for every other case, including any error, so
+/// that the libjpeg path handles it.
 fn read_full_size_fast(bytes: &[u8], hint: &DecodeHint) -> Option<RawJpeg> {
     use zune_jpeg::zune_core::{bytestream::ZCursor, colorspace::ColorSpace as ZuneColor};
     let options = zune_jpeg::zune_core::options::DecoderOptions::default()
